@@ -1,0 +1,3 @@
+from .channel_wise_transform import ChannelWiseTransform
+
+__all__ = ['ChannelWiseTransform']

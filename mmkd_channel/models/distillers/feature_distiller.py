@@ -1,0 +1,401 @@
+"""FeatureDistiller: a student, a frozen teacher and feature losses."""
+import copy
+import os.path as osp
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+from mmengine.config import Config, ConfigDict
+from mmengine.logging import MMLogger
+from mmengine.model import BaseModel
+from torch import Tensor, nn
+
+from mmkd_channel.registry import MODELS
+from mmkd_channel.utils.checkpoint import load_teacher_checkpoint
+from mmkd_channel.utils.mim import resolve_config_path
+from ..losses.base import as_tensor_list
+from .recorder import FeatureRecorder, StopForward
+
+ModelCfg = Union[str, dict, ConfigDict]
+
+
+def build_host_model(cfg: ModelCfg, role: str) -> nn.Module:
+    """Build an mmdet / mmseg / mmpretrain model from a dict or config path.
+
+    Args:
+        cfg (str | dict): A model dict (``type`` in the host's scope, or with
+            ``_scope_``), or the path of a host config file, local or in the
+            ``mmdet::faster_rcnn/...py`` form; its ``model`` is built in its
+            ``default_scope``.
+        role (str): ``'student'`` or ``'teacher'`` (for messages).
+    """
+    if isinstance(cfg, str):
+        path = cfg
+        try:
+            full_path = resolve_config_path(path)
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f'{role}: config {e}') from None
+        if not osp.isfile(full_path):
+            raise FileNotFoundError(
+                f'{role}: config file {path!r} does not exist. Give a local '
+                "path or the 'mmdet::faster_rcnn/xxx.py' form.")
+        host_cfg = Config.fromfile(full_path)
+        if 'model' not in host_cfg:
+            raise KeyError(f'{role}: config {path!r} defines no `model`.')
+        cfg = copy.deepcopy(host_cfg.model)
+        if host_cfg.get('default_scope') and '_scope_' not in cfg:
+            cfg['_scope_'] = host_cfg.default_scope
+    elif isinstance(cfg, dict):
+        cfg = copy.deepcopy(cfg)
+    else:
+        raise TypeError(f'{role} must be a model dict or a config path, got '
+                        f'{type(cfg).__name__}')
+    if 'type' not in cfg:
+        raise KeyError(f'{role}: the model dict has no `type`.')
+    return MODELS.build(cfg)
+
+
+def build_own(cfg: Optional[dict], what: str) -> Optional[nn.Module]:
+    """Build a connector or loss, preferring this project's scope.
+
+    A bare type name registered here (``'FeatureL2Loss'``) is built from the
+    ``mmkd_channel`` registry even while the runner's default scope is
+    ``mmdet``; other names go through the host scope as usual.
+    """
+    if cfg is None:
+        return None
+    if isinstance(cfg, nn.Module):
+        return cfg
+    if not isinstance(cfg, dict) or 'type' not in cfg:
+        raise TypeError(f'{what} must be a dict with a `type`, got {cfg!r}')
+    cfg = copy.deepcopy(cfg)
+    type_name = cfg['type']
+    if (isinstance(type_name, str) and '.' not in type_name
+            and '_scope_' not in cfg and type_name in MODELS.module_dict):
+        cfg['_scope_'] = 'mmkd_channel'
+    try:
+        return MODELS.build(cfg)
+    except KeyError as e:
+        raise KeyError(f'{what}: {e}') from None
+    except (TypeError, ValueError) as e:
+        raise type(e)(f'{what}: {e}') from None
+
+
+class _Pair(nn.Module):
+    """One distillation term: modules to compare, connectors and a loss."""
+
+    def __init__(self, name: str, student: str, teacher: str,
+                 connector, teacher_connector, loss) -> None:
+        super().__init__()
+        self.name = name
+        self.student_path = student
+        self.teacher_path = teacher
+        self.connector = self._build_connector(connector, 'connector')
+        self.teacher_connector = self._build_connector(
+            teacher_connector, 'teacher_connector')
+        self.loss = build_own(loss, f"distill['{name}'].loss")
+
+    def _build_connector(self, cfg, key):
+        what = f"distill['{self.name}'].{key}"
+        if isinstance(cfg, (list, tuple)):
+            return nn.ModuleList(build_own(c, f'{what}[{i}]')
+                                 for i, c in enumerate(cfg))
+        return build_own(cfg, what)
+
+    @staticmethod
+    def _connect(connector, feat):
+        if connector is None:
+            return feat
+        if isinstance(feat, (tuple, list)):
+            if isinstance(connector, nn.ModuleList):
+                if len(connector) != len(feat):
+                    raise ValueError(
+                        f'{len(connector)} connectors for {len(feat)} '
+                        'feature levels')
+                return tuple(c(f) for c, f in zip(connector, feat))
+            return tuple(connector(f) for f in feat)
+        if isinstance(connector, nn.ModuleList):
+            raise ValueError('a list of connectors needs a tuple of features')
+        return connector(feat)
+
+    def forward(self, student_feat, teacher_feat) -> Tensor:
+        s = self._connect(self.connector, student_feat)
+        t = self._connect(self.teacher_connector, teacher_feat)
+        return self.loss(s, t)
+
+
+def _shapes(feat) -> list:
+    return [tuple(f.shape) for f in as_tensor_list(feat)]
+
+
+@MODELS.register_module()
+class FeatureDistiller(BaseModel):
+    """Train ``student`` with its task losses plus feature distillation.
+
+    The teacher is frozen: ``requires_grad=False``, always in eval mode,
+    run under ``no_grad``, never in the optimizer, and kept out of
+    ``state_dict`` so checkpoints stay student-sized (it is not a child
+    module; it is moved between devices with the distiller). Features are
+    recorded with forward hooks at dotted module paths; ``predict`` and
+    ``tensor`` modes run the student alone.
+
+    Args:
+        student (dict | str): Student model dict (usually ``_base_.model``
+            of the host config) or host config path.
+        teacher (dict | str): Teacher model dict or host config path, e.g.
+            ``'mmdet::faster_rcnn/faster-rcnn_r101_fpn_2x_coco.py'``.
+        teacher_ckpt (str, optional): Teacher checkpoint, local path or URL,
+            loaded with ``torch.load(weights_only=True)`` and an allowlist.
+            ``None`` keeps a randomly initialised teacher (tests only).
+        distill (dict): ``name -> dict(student=PATH, teacher=PATH,
+            connector=CFG, teacher_connector=CFG, loss=CFG)``. ``teacher``
+            defaults to the student path. ``connector`` may be a list, one
+            per feature level. Each term is returned as
+            ``loss_distill_<name>``.
+        truncate_teacher (bool): Stop the teacher's forward pass once all
+            recorded teacher modules produced their outputs. Default True.
+        check_input_shape (tuple, optional): Shape of a dummy input used to
+            check, when the distiller is built, that every distilled pair
+            fits (module paths, channels, spatial sizes). ``None`` skips
+            the check (it then happens at the first training step).
+        data_preprocessor (dict, optional): Defaults to the student's.
+
+    Examples:
+        >>> # in a config inheriting 'mmdet::faster_rcnn/...r50...py'
+        >>> model = dict(
+        ...     _delete_=True,
+        ...     type='mmkd_channel.FeatureDistiller',
+        ...     student=_base_.model,
+        ...     teacher='mmdet::faster_rcnn/faster-rcnn_r101_fpn_2x_coco.py',
+        ...     teacher_ckpt='https://download.openmmlab.com/...pth',
+        ...     distill=_base_.distill)  # a preset, e.g. CWT on FPN levels
+    """
+
+    def __init__(self,
+                 student: ModelCfg,
+                 teacher: ModelCfg,
+                 teacher_ckpt: Optional[str] = None,
+                 distill: Optional[dict] = None,
+                 truncate_teacher: bool = True,
+                 check_input_shape: Optional[Sequence[int]] = (1, 3, 64, 64),
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        specs = self._normalise_distill(distill)
+        student_model = build_host_model(student, 'student')
+        if data_preprocessor is None:
+            data_preprocessor = getattr(student_model, 'data_preprocessor',
+                                        None)
+        super().__init__(
+            data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.student = student_model
+        teacher_model = build_host_model(teacher, 'teacher')
+        if teacher_ckpt is not None:
+            load_teacher_checkpoint(teacher_model, teacher_ckpt)
+        else:
+            MMLogger.get_current_instance().warning(
+                'FeatureDistiller: teacher_ckpt is None, the teacher keeps '
+                'its random initialisation.')
+        teacher_model.eval()
+        teacher_model.requires_grad_(False)
+        # Not a child module: out of state_dict, optimizer and DDP.
+        object.__setattr__(self, 'teacher', teacher_model)
+        self.teacher_ckpt = teacher_ckpt
+        self.truncate_teacher = truncate_teacher
+
+        self.distill_pairs = nn.ModuleDict(
+            {name: _Pair(name, **spec) for name, spec in specs.items()})
+        self.student_recorder = FeatureRecorder(
+            self.student, [p.student_path for p in self.distill_pairs.values()],
+            'student')
+        self.teacher_recorder = FeatureRecorder(
+            self.teacher, [p.teacher_path for p in self.distill_pairs.values()],
+            'teacher')
+        self._bind_connectors()
+        self._checked = False
+        if check_input_shape is not None:
+            self._dry_run(tuple(check_input_shape))
+
+    # ------------------------------------------------------------------ #
+    # construction helpers
+    @staticmethod
+    def _normalise_distill(distill) -> Dict[str, dict]:
+        if not distill:
+            raise ValueError(
+                'FeatureDistiller: `distill` is empty, so nothing would be '
+                "distilled. Give e.g. distill=dict(fpn=dict(student='neck', "
+                "connector=..., loss=dict(type='FeatureL2Loss'))) or inherit "
+                'a preset from configs/_base_/distill/.')
+        if isinstance(distill, (list, tuple)):
+            items = []
+            for i, spec in enumerate(distill):
+                spec = dict(spec)
+                items.append((spec.pop('name', f'{i}'), spec))
+        elif isinstance(distill, dict):
+            items = list(distill.items())
+        else:
+            raise TypeError('FeatureDistiller: `distill` must be a dict '
+                            f'name -> spec, got {type(distill).__name__}')
+        allowed = {'student', 'teacher', 'connector', 'teacher_connector',
+                   'loss'}
+        specs = {}
+        for name, spec in items:
+            if not isinstance(spec, dict):
+                raise TypeError(f"distill['{name}'] must be a dict, got "
+                                f'{spec!r}')
+            unknown = set(spec) - allowed
+            if unknown:
+                raise KeyError(f"distill['{name}']: unknown keys "
+                               f'{sorted(unknown)}; allowed: '
+                               f'{sorted(allowed)}')
+            if 'student' not in spec:
+                raise KeyError(f"distill['{name}'] needs `student`, the "
+                               "dotted path of a student module, e.g. 'neck'")
+            if spec.get('loss') is None:
+                raise KeyError(f"distill['{name}'] needs `loss`, e.g. "
+                               "dict(type='FeatureL2Loss', loss_weight=1.0)")
+            spec = dict(spec)
+            spec.setdefault('teacher', spec['student'])
+            spec.setdefault('connector', None)
+            spec.setdefault('teacher_connector', None)
+            specs[str(name)] = spec
+        return specs
+
+    def _bind_connectors(self) -> None:
+        """Let connectors that need the models see them (e.g. OFD margins)."""
+        for pair in self.distill_pairs.values():
+            for key in ('connector', 'teacher_connector'):
+                conn = getattr(pair, key)
+                mods = conn if isinstance(conn, nn.ModuleList) else [conn]
+                for m in mods:
+                    if m is not None and hasattr(m, 'bind'):
+                        m.bind(student=self.student, teacher=self.teacher,
+                               student_path=pair.student_path,
+                               teacher_path=pair.teacher_path,
+                               name=pair.name)
+
+    def _dry_run(self, shape: Tuple[int, ...]) -> None:
+        """Run both models on a dummy input and check every pair fits."""
+        was_training = self.training
+        self.eval()
+        inputs = torch.rand(*shape)
+        try:
+            with torch.no_grad():
+                feats = []
+                for model, rec in ((self.student, self.student_recorder),
+                                   (self.teacher, self.teacher_recorder)):
+                    with rec.record(stop_after={}) as out:
+                        model(inputs, None, mode='tensor')
+                    feats.append(out)
+        except Exception as e:  # host model needs real data samples
+            MMLogger.get_current_instance().info(
+                'FeatureDistiller: no build-time check on a dummy input '
+                f'({type(e).__name__}: {e}); pairs are checked at the first '
+                'training step.')
+            return
+        finally:
+            self.train(was_training)
+        with torch.no_grad():
+            self._check_pairs(*feats)
+
+    def _check_pairs(self, s_out: dict, t_out: dict) -> None:
+        for pair in self.distill_pairs.values():
+            sp, tp = pair.student_path, pair.teacher_path
+            where = f"distill['{pair.name}']"
+            for role, out, path in (('student', s_out, sp),
+                                    ('teacher', t_out, tp)):
+                if path not in out:
+                    raise RuntimeError(
+                        f'{where}: the {role} module {path!r} was not called '
+                        'in the forward pass, so it has no feature to '
+                        'distill. Choose a module on the forward path.')
+            s, t = s_out[sp], t_out[tp]
+            desc = (f"{where}: student '{sp}' {_shapes(s)}, teacher "
+                    f"'{tp}' {_shapes(t)}")
+            conn = pair.connector
+            in_ch = getattr(conn, 'in_channels', None)
+            if isinstance(in_ch, int):
+                for f in as_tensor_list(s):
+                    if f.dim() >= 2 and f.shape[1] != in_ch:
+                        raise ValueError(
+                            f"{where}: connector {type(conn).__name__} has "
+                            f'in_channels={in_ch} but the student feature '
+                            f"'{sp}' has {f.shape[1]} channels (shape "
+                            f'{tuple(f.shape)}). Set in_channels='
+                            f'{f.shape[1]}.')
+            out_ch = getattr(conn, 'out_channels', None)
+            if isinstance(out_ch, int) and pair.teacher_connector is None:
+                for f in as_tensor_list(t):
+                    if f.dim() >= 2 and f.shape[1] != out_ch:
+                        raise ValueError(
+                            f"{where}: connector {type(conn).__name__} has "
+                            f'out_channels={out_ch} but the teacher feature '
+                            f"'{tp}' has {f.shape[1]} channels (shape "
+                            f'{tuple(f.shape)}). Set out_channels='
+                            f'{f.shape[1]}.')
+            try:
+                pair(s, t)
+            except (ValueError, RuntimeError) as e:
+                raise ValueError(f'{desc}: {e}') from None
+        self._checked = True
+
+    # ------------------------------------------------------------------ #
+    # nn.Module plumbing for the non-child teacher
+    def _apply(self, fn, *args, **kwargs):
+        super()._apply(fn, *args, **kwargs)
+        self.teacher._apply(fn, *args, **kwargs)
+        return self
+
+    def train(self, mode: bool = True) -> 'FeatureDistiller':
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    # ------------------------------------------------------------------ #
+    # forward
+    def forward(self,
+                inputs: Tensor,
+                data_samples: Optional[list] = None,
+                mode: str = 'tensor'):
+        """``loss``: student losses plus ``loss_distill_*``; other modes run
+        the student alone."""
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        return self.student(inputs, data_samples, mode=mode)
+
+    def loss(self, inputs: Tensor, data_samples: Optional[list]) -> dict:
+        """Student task losses plus one ``loss_distill_<name>`` per pair."""
+        with self.student_recorder.record() as s_out:
+            losses = self.student(inputs, data_samples, mode='loss')
+        t_out = self.teacher_features(
+            inputs, data_samples, stop_after=s_out['__calls__'])
+        if not self._checked:
+            with torch.no_grad():
+                self._check_pairs(s_out, t_out)
+        for name, pair in self.distill_pairs.items():
+            key = f'loss_distill_{name}'
+            if key in losses:
+                raise KeyError(f'{key} is already a loss of the student')
+            losses[key] = pair(s_out[pair.student_path],
+                               t_out[pair.teacher_path])
+        return losses
+
+    def teacher_features(self, inputs: Tensor, data_samples=None,
+                         stop_after: Optional[Dict[str, int]] = None) -> dict:
+        """Run the teacher (no grad) and return its recorded features.
+
+        Args:
+            stop_after (dict, optional): Calls expected per *student* path;
+                the teacher stops once each teacher path was called as often
+                as its paired student module (when ``truncate_teacher``).
+        """
+        expected = None
+        if self.truncate_teacher:
+            expected = {}
+            for pair in self.distill_pairs.values():
+                n = (stop_after or {}).get(pair.student_path, 1)
+                expected[pair.teacher_path] = max(
+                    expected.get(pair.teacher_path, 1), n)
+        self.teacher.eval()
+        with torch.no_grad(), self.teacher_recorder.record(
+                stop_after=expected) as t_out:
+            self.teacher(inputs, data_samples, mode='tensor')
+        return t_out

@@ -1,0 +1,137 @@
+"""Record outputs of named submodules with forward hooks."""
+import difflib
+import re
+from contextlib import contextmanager
+from typing import Dict, Iterator, List, Optional, Tuple
+
+from torch import nn
+
+
+class StopForward(Exception):
+    """Raised by a hook once every recorded module has produced its output.
+
+    It ends a forward pass early (the teacher runs only as far as the
+    recorded modules need); :meth:`FeatureRecorder.record` swallows it.
+    """
+
+
+def get_submodule(model: nn.Module, path: str, role: str = 'model',
+                  key: str = 'module path') -> nn.Module:
+    """``model.get_submodule(path)`` with an error that lists close paths.
+
+    Args:
+        model (nn.Module): The model to look in.
+        path (str): Dotted module path such as ``'backbone.layer4'``.
+        role (str): ``'student'`` or ``'teacher'``, used in the message.
+        key (str): The config key that gave ``path``, used in the message.
+
+    Raises:
+        KeyError: if no submodule has that path.
+    """
+    if path == '':
+        return model
+    names = dict(model.named_modules())
+    if isinstance(path, str) and path in names:
+        return names[path]
+    candidates = [n for n in names if n]
+    close = difflib.get_close_matches(str(path), candidates, n=5, cutoff=0.5)
+    if not close:
+        close = sorted({n.split('.')[0] for n in candidates})[:10]
+    raise KeyError(
+        f'{key} {path!r}: the {role} ({type(model).__name__}) has no '
+        f'submodule with this path. Nearest existing paths: {close}')
+
+
+def parse_path(spec: str) -> Tuple[str, str, Optional[int]]:
+    """Split ``'module.path[:input][#k]'`` into (path, kind, call index).
+
+    ``:input`` records what the module receives instead of what it returns
+    (e.g. the pre-ReLU feature: ``'backbone.layer4.2.relu:input'``); ``#k``
+    keeps only the k-th call (Python indexing, ``#-1`` is the last) of a
+    module called several times in one forward pass.
+    """
+    m = re.fullmatch(r'([^:#]*)(?::(input|output))?(?:#(-?\d+))?', spec)
+    if m is None:
+        raise ValueError(
+            f'module path {spec!r} is not of the form '
+            "'a.b.c', 'a.b.c:input' or 'a.b.c:input#-1'")
+    path, kind, index = m.groups()
+    return path, kind or 'output', None if index is None else int(index)
+
+
+class FeatureRecorder:
+    """Collects the outputs of submodules of ``model`` given by dotted paths.
+
+    A module called several times in one forward pass (a head shared over
+    FPN levels) yields a tuple of its outputs in call order; a module called
+    once yields its output as it is (a tensor, or a tuple for FPN necks).
+    Paths follow :func:`parse_path` (``:input``, ``#k``).
+
+    Args:
+        model (nn.Module): The model to hook.
+        paths (list[str]): Dotted module paths to record.
+        role (str): ``'student'`` or ``'teacher'`` (for messages).
+    """
+
+    def __init__(self, model: nn.Module, paths: List[str],
+                 role: str = 'model') -> None:
+        self.paths = list(dict.fromkeys(paths))
+        self.role = role
+        self.specs = {p: parse_path(p) for p in self.paths}
+        self.modules = {
+            p: get_submodule(model, spec[0], role, key=f'{role} module path')
+            for p, spec in self.specs.items()
+        }
+        self._outputs: Dict[str, list] = {}
+
+    @contextmanager
+    def record(self,
+               stop_after: Optional[Dict[str, int]] = None) -> Iterator[dict]:
+        """Hook the modules for the duration of the ``with`` block.
+
+        Args:
+            stop_after (dict, optional): Number of calls expected per path.
+                Once every path has been called that often, the forward pass
+                is ended by :class:`StopForward`, which this context
+                manager swallows.
+
+        Yields:
+            dict: Filled on exit with ``path -> output`` (see class doc).
+        """
+        outputs = {p: [] for p in self.paths}
+        result: dict = {}
+        handles = []
+
+        def store(path, value):
+            outputs[path].append(value)
+            if stop_after is not None and all(
+                    len(outputs[p]) >= stop_after.get(p, 1)
+                    for p in self.paths):
+                raise StopForward
+
+        def make_hook(path):
+            if self.specs[path][1] == 'input':
+                # clone: an in-place ReLU would overwrite what it received
+                return module_of(path).register_forward_pre_hook(
+                    lambda m, args: store(path, args[0].clone()))
+            return module_of(path).register_forward_hook(
+                lambda m, args, output: store(path, output))
+
+        module_of = self.modules.__getitem__
+        for path in self.paths:
+            handles.append(make_hook(path))
+        try:
+            yield result
+        except StopForward:
+            pass
+        finally:
+            for h in handles:
+                h.remove()
+            for p, outs in outputs.items():
+                index = self.specs[p][2]
+                if index is not None:
+                    if -len(outs) <= index < len(outs):
+                        result[p] = outs[index]
+                elif outs:
+                    result[p] = outs[0] if len(outs) == 1 else tuple(outs)
+            result['__calls__'] = {p: len(o) for p, o in outputs.items()}

@@ -1,0 +1,124 @@
+"""Shrink a real host config to the generated tiny data, for CPU runs.
+
+Tests and the demo take the shipped configs unchanged and apply these
+overrides: data roots and annotation files of the generated data, small
+images, no model-zoo downloads, single-process data loading and a short
+schedule. Nothing here changes how a config trains at full scale.
+"""
+import os.path as osp
+from typing import Any, Optional, Sequence
+
+import torch
+from mmengine.config import Config, ConfigDict
+
+RESIZE_TYPES = ('Resize', 'RandomResize', 'RandomChoiceResize')
+
+
+def walk_dicts(obj: Any):
+    """Yield every dict nested in ``obj`` (dicts and lists)."""
+    if isinstance(obj, dict):
+        yield obj
+        for v in obj.values():
+            yield from walk_dicts(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from walk_dicts(v)
+
+
+def no_pretrained(model_cfg: dict) -> None:
+    """Drop ``init_cfg=dict(type='Pretrained', ...)`` so nothing downloads."""
+    for d in walk_dicts(model_cfg):
+        init = d.get('init_cfg')
+        if isinstance(init, dict) and init.get('type') == 'Pretrained':
+            d['init_cfg'] = None
+        if 'pretrained' in d and isinstance(d['pretrained'], str):
+            d['pretrained'] = None
+
+
+def set_num_classes(model_cfg: dict, num_classes: int) -> None:
+    """Set every ``num_classes`` of a host model dict."""
+    for d in walk_dicts(model_cfg):
+        if 'num_classes' in d:
+            d['num_classes'] = num_classes
+
+
+def host_models(cfg: Config) -> list:
+    """The host model dicts of a config: the model, or student/teacher."""
+    model = cfg.model
+    if 'student' in model:
+        return [m for m in (model.student, model.get('teacher'))
+                if isinstance(m, dict)]
+    return [model]
+
+
+def shrink_pipeline(pipeline: Sequence[dict], scale: tuple) -> None:
+    """Make every resize produce at most ``scale`` (w, h)."""
+    for t in pipeline:
+        if t.get('type') in RESIZE_TYPES:
+            t['scale'] = tuple(scale)
+            t.pop('ratio_range', None)
+            t.pop('scales', None)
+            t['type'] = 'Resize'
+            t.setdefault('keep_ratio', True)
+
+
+def common_overrides(cfg: Config, work_dir: str, max_epochs: int = 1,
+                     seed: int = 0) -> None:
+    """Schedule, logging, hooks, determinism and the CPU backend."""
+    if 'student' in cfg.model:
+        cfg.model.teacher_ckpt = None
+    for m in host_models(cfg):
+        no_pretrained(m)
+    cfg.work_dir = work_dir
+    cfg.train_cfg = ConfigDict(
+        type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=1)
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1)
+    cfg.log_processor = dict(type='LogProcessor', window_size=1,
+                             by_epoch=True)
+    cfg.randomness = dict(seed=seed, deterministic=False)
+    if not torch.cuda.is_available():
+        cfg.env_cfg.dist_cfg = dict(backend='gloo')
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        dl = cfg.get(key)
+        if dl is not None:
+            dl.num_workers = 0
+            dl.persistent_workers = False
+
+
+def tiny_det_config(cfg: Config,
+                    data: dict,
+                    work_dir: str,
+                    img_scale: tuple = (128, 128),
+                    max_epochs: int = 1,
+                    batch_size: int = 2,
+                    seed: int = 0,
+                    metrics: Optional[Sequence[str]] = None) -> Config:
+    """Point an mmdet COCO config at :func:`make_coco_detection` data."""
+    classes = tuple(data['classes'])
+    common_overrides(cfg, work_dir, max_epochs, seed)
+    for m in host_models(cfg):
+        set_num_classes(m, len(classes))
+    splits = dict(
+        train_dataloader=(data['train_ann'], data['train_img']),
+        val_dataloader=(data['val_ann'], data['val_img']),
+        test_dataloader=(data['val_ann'], data['val_img']))
+    for key, (ann, img) in splits.items():
+        dl = cfg.get(key)
+        if dl is None:
+            continue
+        ds = dl.dataset
+        ds.data_root = data['data_root']
+        ds.ann_file = ann
+        ds.data_prefix = dict(img=img)
+        ds.metainfo = dict(classes=classes)
+        shrink_pipeline(ds.pipeline, img_scale)
+        if key == 'train_dataloader':
+            dl.batch_size = batch_size
+    for key in ('val_evaluator', 'test_evaluator'):
+        ev = cfg.get(key)
+        if ev is not None:
+            ev.ann_file = osp.join(data['data_root'], data['val_ann'])
+            if metrics is not None:
+                ev.metric = list(metrics)
+    return cfg
