@@ -14,10 +14,17 @@ PACKAGE_DIR = osp.dirname(osp.dirname(osp.abspath(__file__)))
 def register_mim_scope() -> None:
     from mmengine.config import config as config_module
     from mmengine.config import utils as config_utils
+    from mmengine.hub import hub as hub_module
     config_utils.MODULE2PACKAGE.setdefault('mmkd_channel', 'mmkd_channel')
-    original = config_module.get_installed_path
-    if getattr(original, '_mmkd_channel', False):
-        return
+    # both Config (for _base_) and mmengine.hub.get_config look it up
+    for module in (config_module, hub_module):
+        original = module.get_installed_path
+        if getattr(original, '_mmkd_channel', False):
+            continue
+        module.get_installed_path = _patched(original)
+
+
+def _patched(original):
 
     def get_installed_path(package: str) -> str:
         if package == 'mmkd_channel':
@@ -25,7 +32,7 @@ def register_mim_scope() -> None:
         return original(package)
 
     get_installed_path._mmkd_channel = True
-    config_module.get_installed_path = get_installed_path
+    return get_installed_path
 
 
 def resolve_config_path(path: str) -> str:

@@ -4,6 +4,7 @@ import re
 from contextlib import contextmanager
 from typing import Dict, Iterator, List, Optional, Tuple
 
+import torch
 from torch import nn
 
 
@@ -59,6 +60,14 @@ def parse_path(spec: str) -> Tuple[str, str, Optional[int]]:
     return path, kind or 'output', None if index is None else int(index)
 
 
+def _tensors(value) -> list:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _tensors(v)]
+    return []
+
+
 class FeatureRecorder:
     """Collects the outputs of submodules of ``model`` given by dotted paths.
 
@@ -78,11 +87,15 @@ class FeatureRecorder:
         self.paths = list(dict.fromkeys(paths))
         self.role = role
         self.specs = {p: parse_path(p) for p in self.paths}
-        self.modules = {
-            p: get_submodule(model, spec[0], role, key=f'{role} module path')
-            for p, spec in self.specs.items()
+        self.model = model
+        for spec in self.specs.values():  # fail early, naming close paths
+            get_submodule(model, spec[0], role, key=f'{role} module path')
+        # A path with a call index ('#-1') is complete only once the module
+        # that owns it has returned: until then more calls may follow.
+        self.owners = {
+            p: spec[0].rpartition('.')[0]
+            for p, spec in self.specs.items() if spec[2] is not None
         }
-        self._outputs: Dict[str, list] = {}
 
     @contextmanager
     def record(self,
@@ -91,23 +104,38 @@ class FeatureRecorder:
 
         Args:
             stop_after (dict, optional): Number of calls expected per path.
-                Once every path has been called that often, the forward pass
-                is ended by :class:`StopForward`, which this context
-                manager swallows.
+                Once every path has been called that often (a path with a
+                call index ``#k``: once the module owning it has returned),
+                the forward pass is ended by :class:`StopForward`, which
+                this context manager swallows.
 
         Yields:
             dict: Filled on exit with ``path -> output`` (see class doc).
         """
         outputs = {p: [] for p in self.paths}
+        owner_done = {p: False for p in self.owners}
         result: dict = {}
         handles = []
 
+        def complete(p):
+            if p in owner_done:
+                return owner_done[p]
+            return len(outputs[p]) >= stop_after.get(p, 1)
+
+        def maybe_stop():
+            if stop_after is not None and all(map(complete, self.paths)):
+                raise StopForward
+
+        versions = []
+
         def store(path, value):
             outputs[path].append(value)
-            if stop_after is not None and all(
-                    len(outputs[p]) >= stop_after.get(p, 1)
-                    for p in self.paths):
-                raise StopForward
+            versions.extend((path, t, t._version) for t in _tensors(value))
+            maybe_stop()
+
+        def owner_returned(path):
+            owner_done[path] = True
+            maybe_stop()
 
         def make_hook(path):
             if self.specs[path][1] == 'input':
@@ -117,9 +145,17 @@ class FeatureRecorder:
             return module_of(path).register_forward_hook(
                 lambda m, args, output: store(path, output))
 
-        module_of = self.modules.__getitem__
+        # Looked up on every call: the Runner may swap modules after build
+        # (SyncBN -> BN without distributed training).
+        def module_of(path):
+            return self.model.get_submodule(self.specs[path][0])
+
         for path in self.paths:
             handles.append(make_hook(path))
+        for path, owner in self.owners.items():
+            owner = self.model.get_submodule(owner)
+            handles.append(owner.register_forward_hook(
+                lambda m, a, o, path=path: owner_returned(path)))
         try:
             yield result
         except StopForward:
@@ -127,6 +163,15 @@ class FeatureRecorder:
         finally:
             for h in handles:
                 h.remove()
+            for path, t, version in versions:
+                if t._version != version:
+                    raise RuntimeError(
+                        f'{self.role} module path {path!r}: its output was '
+                        'modified in place after it was recorded (e.g. by '
+                        "an in-place ReLU or 'out += identity'), so it is "
+                        'not the feature it was. Record the input of the '
+                        "next module instead, e.g. '<block>.relu:input#-1' "
+                        'for the pre-ReLU output of a ResNet block.')
             for p, outs in outputs.items():
                 index = self.specs[p][2]
                 if index is not None:

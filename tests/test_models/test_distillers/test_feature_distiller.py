@@ -178,3 +178,47 @@ def test_teacher_checkpoint_loaded(tmp_path):
 def test_empty_distill():
     with pytest.raises(ValueError, match='`distill` is empty'):
         make(distill={})
+
+
+def test_recorder_input_and_last_call_survive_truncation():
+    """'relu:input#-1' is the pre-ReLU input of the last of several calls;
+    the forward may only stop once the block owning the relu returned."""
+
+    class Block(torch.nn.Module):
+
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 3, 1)
+            self.relu = torch.nn.ReLU(inplace=True)
+
+        def forward(self, x):
+            x = self.relu(x - 1.0)
+            return self.relu(self.conv(x) - 0.5)
+
+    model = torch.nn.Sequential(Block(), torch.nn.Conv2d(3, 3, 1))
+    ran_tail = []
+    model[1].register_forward_hook(lambda *a: ran_tail.append(1))
+    x = torch.rand(1, 3, 4, 4)
+    rec = FeatureRecorder(model, ['0.relu:input#-1', '0.relu:input#0'])
+    with rec.record(stop_after={}) as out:
+        model(x)
+    first = x - 1.0
+    last = model[0].conv(torch.relu(first)) - 0.5
+    torch.testing.assert_close(out['0.relu:input#0'], first)
+    torch.testing.assert_close(out['0.relu:input#-1'], last)
+    assert (out['0.relu:input#-1'] < 0).any()  # pre-ReLU, not clamped
+    assert out['__calls__']['0.relu:input#-1'] == 2
+    assert not ran_tail  # stopped after the block, before model[1]
+
+
+def test_recorder_refuses_outputs_changed_in_place():
+    bn = torch.nn.BatchNorm2d(3)
+    model = torch.nn.Sequential(bn, torch.nn.ReLU(inplace=True))
+    rec = FeatureRecorder(model, ['0'])
+    with pytest.raises(RuntimeError, match=r"'0'.*modified in place.*:input"):
+        with rec.record():
+            model(torch.randn(2, 3, 4, 4))
+    rec = FeatureRecorder(model, ['1:input'])
+    with rec.record() as out:
+        y = model(torch.randn(2, 3, 4, 4))
+    assert (out['1:input'] < 0).any() and not (y < 0).any()
