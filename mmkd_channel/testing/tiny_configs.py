@@ -94,7 +94,27 @@ def tiny_det_config(cfg: Config,
                     batch_size: int = 2,
                     seed: int = 0,
                     metrics: Optional[Sequence[str]] = None) -> Config:
-    """Point an mmdet COCO config at :func:`make_coco_detection` data."""
+    """Point an mmdet COCO config at :func:`make_coco_detection` data.
+
+    Works for detectors and instance segmenters alike: the generated
+    annotations carry boxes and polygons, so a Mask R-CNN config keeps its
+    ``CocoMetric(metric=['bbox', 'segm'])`` and reports both.
+
+    Args:
+        cfg (Config): A loaded mmdet config (baseline or distillation).
+        data (dict): What :func:`make_coco_detection` returned.
+        work_dir (str): Work directory of the run.
+        img_scale (tuple): ``(w, h)`` every resize produces at most.
+        max_epochs (int): Epochs.
+        batch_size (int): Training batch size.
+        seed (int): Random seed.
+        metrics (Sequence[str], optional): Replace the evaluator's metrics;
+            ``None`` keeps the host's (``bbox``, plus ``segm`` for Mask
+            R-CNN).
+
+    Returns:
+        Config: ``cfg``, modified in place.
+    """
     classes = tuple(data['classes'])
     common_overrides(cfg, work_dir, max_epochs, seed)
     for m in host_models(cfg):
@@ -121,4 +141,140 @@ def tiny_det_config(cfg: Config,
             ev.ann_file = osp.join(data['data_root'], data['val_ann'])
             if metrics is not None:
                 ev.metric = list(metrics)
+    return cfg
+
+
+def replace_sync_bn(cfg: Any) -> None:
+    """Turn every ``norm_cfg=dict(type='SyncBN')`` nested in ``cfg`` into BN.
+
+    SyncBN needs a process group to train; single-process CPU runs use BN.
+    (The Runner also reverts SyncBN in the model it trains; a teacher given
+    as a config path keeps SyncBN, which is harmless: it stays in eval mode,
+    where SyncBN uses its running statistics and never synchronises.)
+    """
+    for d in walk_dicts(cfg):
+        if d.get('type') == 'SyncBN':
+            d['type'] = 'BN'
+
+
+def _train_by_epoch(cfg: Config) -> None:
+    """Replace an infinite sampler so one epoch is one pass over the data."""
+    dl = cfg.get('train_dataloader')
+    if dl is not None and 'Infinite' in dl.sampler.get('type', ''):
+        dl.sampler = dict(type='DefaultSampler', shuffle=True)
+
+
+def tiny_seg_config(cfg: Config,
+                    data: dict,
+                    work_dir: str,
+                    img_scale: tuple = (128, 64),
+                    crop_size: tuple = (64, 64),
+                    max_epochs: int = 1,
+                    batch_size: int = 2,
+                    seed: int = 0) -> Config:
+    """Point an mmseg Cityscapes config at :func:`make_cityscapes` data.
+
+    Args:
+        cfg (Config): A loaded mmseg config (baseline or distillation).
+        data (dict): What :func:`make_cityscapes` returned.
+        work_dir (str): Work directory of the run.
+        img_scale (tuple): ``(w, h)`` every resize produces at most.
+        crop_size (tuple): ``(h, w)`` of the training crop; also the size
+            the data preprocessor pads training batches to.
+        max_epochs (int): Epochs; the 80k-iteration loop becomes an epoch
+            loop over the tiny data.
+        batch_size (int): Training batch size.
+        seed (int): Random seed.
+
+    Returns:
+        Config: ``cfg``, modified in place. SyncBN becomes BN in every model
+        dict (a teacher given as a config path is left as it is).
+    """
+    common_overrides(cfg, work_dir, max_epochs, seed)
+    _train_by_epoch(cfg)
+    replace_sync_bn(cfg.model)
+    splits = dict(
+        train_dataloader=(data['img_dir'], data['ann_dir']),
+        val_dataloader=(data['val_img_dir'], data['val_ann_dir']),
+        test_dataloader=(data['val_img_dir'], data['val_ann_dir']))
+    for key, (img, ann) in splits.items():
+        dl = cfg.get(key)
+        if dl is None:
+            continue
+        ds = dl.dataset
+        ds.data_root = data['data_root']
+        ds.data_prefix = dict(img_path=img, seg_map_path=ann)
+        shrink_pipeline(ds.pipeline, img_scale)
+        for t in ds.pipeline:
+            if t.get('type') == 'RandomCrop':
+                t['crop_size'] = tuple(crop_size)
+        if key == 'train_dataloader':
+            dl.batch_size = batch_size
+    # mmseg pads training batches to the crop size
+    for d in walk_dicts([cfg.model, cfg.get('data_preprocessor')]):
+        if d.get('type') == 'SegDataPreProcessor' and d.get('size'):
+            d['size'] = tuple(crop_size)
+    return cfg
+
+
+def tiny_cls_config(cfg: Config,
+                    data: dict,
+                    work_dir: str,
+                    img_size: int = 64,
+                    max_epochs: int = 1,
+                    batch_size: int = 2,
+                    seed: int = 0) -> Config:
+    """Point an mmpretrain ImageNet config at :func:`make_imagenet` data.
+
+    Args:
+        cfg (Config): A loaded mmpretrain config (baseline or distillation).
+        data (dict): What :func:`make_imagenet` returned (the
+            ``meta/{train,val}.txt`` annotation format is used).
+        work_dir (str): Work directory of the run.
+        img_size (int): Side of the training crop and of the centre crop
+            (test images are first resized to ``img_size * 8 // 7``).
+        max_epochs (int): Epochs.
+        batch_size (int): Training and validation batch size.
+        seed (int): Random seed.
+
+    Returns:
+        Config: ``cfg``, modified in place: classes and ``num_classes`` of
+        the data, top-1 accuracy only (top-5 needs at least 5 classes).
+    """
+    classes = list(data['classes'])
+    common_overrides(cfg, work_dir, max_epochs, seed)
+    for m in host_models(cfg):
+        set_num_classes(m, len(classes))
+    if cfg.get('data_preprocessor') is not None:
+        cfg.data_preprocessor.num_classes = len(classes)
+    sizes = dict(
+        RandomResizedCrop=('scale', img_size),
+        ResizeEdge=('scale', img_size * 8 // 7),
+        CenterCrop=('crop_size', img_size))
+    splits = dict(
+        train_dataloader=(data['train_ann'], data['train_prefix']),
+        val_dataloader=(data['val_ann'], data['val_prefix']),
+        test_dataloader=(data['val_ann'], data['val_prefix']))
+    for key, (ann, prefix) in splits.items():
+        dl = cfg.get(key)
+        if dl is None:
+            continue
+        ds = dl.dataset
+        ds.pop('split', None)
+        ds.data_root = data['data_root']
+        ds.ann_file = ann
+        ds.data_prefix = prefix
+        ds.metainfo = dict(classes=classes)
+        for t in ds.pipeline:
+            if t.get('type') in sizes:
+                name, value = sizes[t['type']]
+                t[name] = value
+        dl.batch_size = batch_size
+    for d in walk_dicts([
+            host_models(cfg),
+            cfg.get('val_evaluator'),
+            cfg.get('test_evaluator')
+    ]):
+        if 'topk' in d:
+            d['topk'] = (1, )
     return cfg
