@@ -117,10 +117,16 @@ class _Pair(nn.Module):
             raise ValueError('a list of connectors needs a tuple of features')
         return connector(feat)
 
-    def forward(self, student_feat, teacher_feat) -> Tensor:
+    def forward(self,
+                student_feat,
+                teacher_feat,
+                data_samples: Optional[list] = None) -> Tensor:
+        # issue 4: losses whose forward names `data_samples` (SAKD) also get
+        # the batch's data samples; every other loss is called as before.
+        from ..losses.loss_inputs import call_loss
         s = self._connect(self.connector, student_feat)
         t = self._connect(self.teacher_connector, teacher_feat)
-        return self.loss(s, t)
+        return call_loss(self.loss, s, t, data_samples)
 
 
 def _shapes(feat) -> list:
@@ -158,6 +164,8 @@ class FeatureDistiller(BaseModel):
             fits (module paths, channels, spatial sizes). ``None`` skips
             the check (it then happens at the first training step).
         data_preprocessor (dict, optional): Defaults to the student's.
+        teacher_trainable (bool): Must be False (the default): the teacher
+            is frozen. True raises ``NotImplementedError``.
 
     Examples:
         >>> # in a config inheriting 'mmdet::faster_rcnn/...r50...py'
@@ -170,6 +178,17 @@ class FeatureDistiller(BaseModel):
         ...     distill=_base_.distill)  # a preset, e.g. CWT on FPN levels
     """
 
+    # issue 5: switched by the hooks of mmkd_channel.engine
+    #: False once ``DistillStopHook`` stopped distillation.
+    distill_enabled: bool = True
+    #: A NaN / inf loss: ``'raise'`` (default), ``'skip'`` the step
+    #: (``DistillNaNHook(skip=True)``) or ``'ignore'``.
+    nonfinite_policy: str = 'raise'
+    #: Set when ``'skip'`` zeroed this step's losses (read by the hook).
+    skipped_step: bool = False
+    #: Names of the non-finite loss terms of the last checked step.
+    nonfinite_terms: List[str] = []
+
     def __init__(self,
                  student: ModelCfg,
                  teacher: ModelCfg,
@@ -178,7 +197,13 @@ class FeatureDistiller(BaseModel):
                  truncate_teacher: bool = True,
                  check_input_shape: Optional[Sequence[int]] = (1, 3, 64, 64),
                  data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None) -> None:
+                 init_cfg: Optional[dict] = None,
+                 teacher_trainable: bool = False) -> None:
+        if teacher_trainable:  # issue 5
+            raise NotImplementedError(
+                'FeatureDistiller: teacher_trainable=True is not supported; '
+                'the teacher is frozen (no grad, eval mode, out of the '
+                'optimizer and checkpoints). Set teacher_trainable=False.')
         specs = self._normalise_distill(distill)
         student_model = build_host_model(student, 'student')
         if data_preprocessor is None:
@@ -358,8 +383,78 @@ class FeatureDistiller(BaseModel):
         """``loss``: student losses plus ``loss_distill_*``; other modes run
         the student alone."""
         if mode == 'loss':
-            return self.loss(inputs, data_samples)
+            if not self.distill_enabled:  # issue 5: DistillStopHook
+                return self._check_finite(
+                    self._student_loss(inputs, data_samples))
+            return self._check_finite(self.loss(inputs, data_samples))
         return self.student(inputs, data_samples, mode=mode)
+
+    def _zero_loss(self, params) -> Tensor:
+        """An exact zero whose gradient reaches ``params`` (zeros too)."""
+        zero = next(self.student.parameters()).new_zeros(())
+        for p in params:
+            if p.requires_grad:
+                zero = zero + p.sum() * 0.
+        return zero
+
+    def _student_loss(self, inputs: Tensor,
+                      data_samples: Optional[list]) -> dict:
+        """Task losses only: the teacher does not run; every
+        ``loss_distill_<name>`` is a zero connected to its connectors, so
+        DDP still sees all parameters used."""
+        losses = self.student(inputs, data_samples, mode='loss')
+        for name, pair in self.distill_pairs.items():
+            losses[f'loss_distill_{name}'] = self._zero_loss(pair.parameters())
+        return losses
+
+    def _check_finite(self, losses: dict) -> dict:
+        """Stop on (or zero) NaN / inf losses before ``backward``.
+
+        See ``nonfinite_policy`` and ``mmkd_channel.DistillNaNHook``.
+        """
+        if self.nonfinite_policy == 'ignore':
+            return losses
+        terms = {}
+        for key, value in losses.items():
+            if 'loss' not in key:
+                continue
+            values = value if isinstance(value, (list, tuple)) else [value]
+            values = [v for v in values if isinstance(v, Tensor)]
+            if values:
+                terms[key] = values
+        flags = [torch.isfinite(v).all() for vs in terms.values() for v in vs]
+        all_finite = bool(torch.stack(flags).all()) if flags else True
+        bad = [] if all_finite else [
+            k for k, vs in terms.items()
+            if not all(bool(torch.isfinite(v).all()) for v in vs)
+        ]
+        self.nonfinite_terms = bad
+        if self.nonfinite_policy == 'skip':
+            from mmengine.dist import all_reduce, get_world_size
+            flag = torch.tensor(float(bool(bad)))
+            if get_world_size() > 1:  # every rank skips the same steps
+                all_reduce(flag)
+            if flag.item() > 0:
+                self.skipped_step = True
+                zero = self._zero_loss(self.parameters())
+                return {
+                    k: (zero if k in terms else v)
+                    for k, v in losses.items()
+                }
+            return losses
+        if bad:
+            values = ', '.join(
+                f'{k}={[float(v.detach().float().sum()) for v in terms[k]]}'
+                for k in bad)
+            raise FloatingPointError(
+                f'FeatureDistiller: loss term(s) {bad} are not finite '
+                f'({values}). The run stops before backward and the '
+                'optimizer step, so the weights and the last checkpoint '
+                'are the last good ones. Lower the loss_weight or the '
+                'learning rate, check the teacher checkpoint, or skip such '
+                "steps: custom_hooks=[dict(type='mmkd_channel."
+                "DistillNaNHook', skip=True)].")
+        return losses
 
     def loss(self, inputs: Tensor, data_samples: Optional[list]) -> dict:
         """Student task losses plus one ``loss_distill_<name>`` per pair."""
@@ -375,7 +470,8 @@ class FeatureDistiller(BaseModel):
             if key in losses:
                 raise KeyError(f'{key} is already a loss of the student')
             losses[key] = pair(s_out[pair.student_path],
-                               t_out[pair.teacher_path])
+                               t_out[pair.teacher_path],
+                               data_samples)  # issue 4: labels for SAKD
         return losses
 
     def teacher_features(self, inputs: Tensor, data_samples=None,

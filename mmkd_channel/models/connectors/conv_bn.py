@@ -1,0 +1,51 @@
+"""OFD's student connector: 1x1 convolution without bias, then BN."""
+from torch import Tensor, nn
+
+from mmkd_channel.registry import MODELS
+
+
+@MODELS.register_module()
+class ConvBNConnector(nn.Module):
+    """``BN(Conv1x1(x))``: maps the student's ``Cs`` channels to ``Ct``.
+
+    The student-side transform of OFD (Heo et al., "A Comprehensive
+    Overhaul of Feature Distillation", ICCV 2019,
+    https://arxiv.org/abs/1904.01866): a 1x1 convolution without bias
+    followed by a BatchNorm, initialised as in the authors' code (Kaiming
+    normal, fan-out; BN weight 1, bias 0). Also a plain channel adapter for
+    CWD or KD-style losses when the channel counts differ.
+
+    Args:
+        in_channels (int): Channels of the student feature (Cs).
+        out_channels (int): Channels of the teacher feature (Ct).
+
+    Examples:
+        >>> import torch
+        >>> conn = ConvBNConnector(in_channels=128, out_channels=256)
+        >>> conn(torch.rand(2, 128, 7, 5)).shape
+        torch.Size([2, 256, 7, 5])
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        channels = dict(in_channels=in_channels, out_channels=out_channels)
+        for name, value in channels.items():
+            if type(value) is not int or value <= 0:
+                raise ValueError(f'ConvBNConnector: {name} must be a '
+                                 f'positive int, got {value!r}')
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.conv = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+        self.bn = nn.BatchNorm2d(out_channels)
+        nn.init.kaiming_normal_(
+            self.conv.weight, mode='fan_out', nonlinearity='relu')
+        nn.init.ones_(self.bn.weight)
+        nn.init.zeros_(self.bn.bias)
+
+    def forward(self, feat: Tensor) -> Tensor:
+        """Map (N, Cs, H, W) to (N, Ct, H, W)."""
+        if feat.dim() != 4 or feat.shape[1] != self.in_channels:
+            raise ValueError(
+                f'ConvBNConnector expects (N, {self.in_channels}, H, W) '
+                f'features, got shape {tuple(feat.shape)}')
+        return self.bn(self.conv(feat))

@@ -1,0 +1,228 @@
+"""OFD helpers: margins from a teacher BN and pre-ReLU feature paths.
+
+Heo et al., "A Comprehensive Overhaul of Feature Distillation", ICCV 2019
+(https://arxiv.org/abs/1904.01866) distills the pre-ReLU feature at the end
+of every stage. In mmpretrain / mmdet / mmseg ResNets one ``relu`` module
+is reused inside a block, so that feature is the input of the *last* call
+of the last block's ``relu``: ``'backbone.layer4.2.relu:input#-1'``. Its
+statistics come from the block's last BN (``bn3`` of a Bottleneck,
+``bn2`` of a BasicBlock); for a ``ConvModule`` (conv, BN, activation) it is
+``'<module>.activate:input#-1'`` and its ``bn``.
+"""
+import math
+from typing import List, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from .distillers.recorder import get_submodule, parse_path
+
+#: Module types treated as "the ReLU after a BN".
+ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.GELU,
+               nn.SiLU, nn.Hardswish, nn.Mish)
+
+
+def ofd_margin_from_bn(bn: nn.BatchNorm2d) -> Tensor:
+    """Per-channel margin ``E[x | x < 0]`` for ``x ~ N(beta, gamma**2)``.
+
+    The output of a BN (before its ReLU) is modelled per channel as
+    ``N(beta, gamma**2)``. With ``s = |gamma|`` and ``m = beta``::
+
+        margin = m - s * phi(m / s) / Phi(-m / s)
+
+    (the mean of the normal truncated to ``x < 0``), and ``-3 * s`` where
+    ``Phi(-m / s) < 0.001`` (almost no negative values), as in the
+    authors' code. A channel with ``gamma == 0`` is the constant ``beta``:
+    its margin is ``beta`` if ``beta < 0``, else 0.
+
+    Args:
+        bn (nn.BatchNorm2d): The teacher BN that produces the feature (any
+            ``_BatchNorm``; without affine parameters gamma=1, beta=0).
+
+    Returns:
+        Tensor: ``(num_features,)`` float32 margins on ``bn``'s device.
+
+    Examples:
+        >>> import torch
+        >>> bn = torch.nn.BatchNorm2d(2)
+        >>> with torch.no_grad():
+        ...     _ = bn.weight.copy_(torch.tensor([1.0, 1.0]))
+        ...     _ = bn.bias.copy_(torch.tensor([0.0, 5.0]))
+        >>> ofd_margin_from_bn(bn)  # -sqrt(2 / pi); -3 * 1
+        tensor([-0.7979, -3.0000])
+    """
+    if not isinstance(bn, _BatchNorm):
+        raise TypeError('ofd_margin_from_bn expects a BatchNorm layer, got '
+                        f'{type(bn).__name__}')
+    c = bn.num_features
+    weight = bn.weight if bn.weight is not None else torch.ones(c)
+    bias = bn.bias if bn.bias is not None else torch.zeros(c)
+    s = weight.detach().double().abs()
+    m = bias.detach().double().to(s.device)
+    safe_s = torch.where(s > 0, s, torch.ones_like(s))
+    z = m / safe_s
+    tail = torch.special.ndtr(-z)  # Phi(-m / s) = P(x < 0)
+    pdf = torch.exp(-0.5 * z**2) / math.sqrt(2 * math.pi)
+    truncated = m - safe_s * pdf / tail.clamp_min(1e-300)
+    margin = torch.where(tail < 0.001, -3 * s, truncated)
+    margin = torch.where(s > 0, margin, m.clamp(max=0))
+    return margin.float()
+
+
+def _is_activation(module: nn.Module) -> bool:
+    return isinstance(module, ACTIVATIONS)
+
+
+def bn_before_feature(model: nn.Module,
+                      spec: str,
+                      role: str = 'teacher') -> Tuple[str, _BatchNorm]:
+    """The BN that produced the (pre-ReLU) feature recorded at ``spec``.
+
+    * ``spec`` names a BN's output: that BN. Beware that a forward hook
+      keeps a reference to the output, which in-place operations after
+      the BN overwrite (a Bottleneck's ``out += identity`` and in-place
+      ReLU turn a recorded ``bn3`` output into the post-ReLU block
+      output); prefer the ``:input`` of the activation, which is copied.
+    * ``spec`` is the input of an activation (``'...relu:input#-1'``,
+      ``'...activate:input'``): the last BN registered as a direct child
+      of the module that owns the activation (``bn3`` / ``norm3`` of a
+      Bottleneck, ``norm2`` of a BasicBlock, ``bn`` of a ``ConvModule``);
+      in an ``nn.Sequential``, the element right before the activation.
+      For a residual block the feature is that BN's output plus the
+      identity, and its statistics are taken as the BN's, as in the
+      authors' code.
+
+    Args:
+        model (nn.Module): The host model.
+        spec (str): Module path as in ``distill`` (``:input``, ``#k``).
+        role (str): ``'teacher'`` or ``'student'``, for messages.
+
+    Returns:
+        tuple[str, _BatchNorm]: The BN's dotted path and the module.
+
+    Raises:
+        ValueError: naming ``spec`` when no BN precedes the feature.
+
+    Examples:
+        >>> from mmpretrain.models import ResNet
+        >>> bn_before_feature(ResNet(50), 'layer4.2.relu:input#-1')[0]
+        'layer4.2.bn3'
+    """
+    path, kind, _ = parse_path(spec)
+    module = get_submodule(model, path, role, key=f'{role} module path')
+    hint = ('OFD distills the pre-ReLU output of a BN: point the path at '
+            'the input of the ReLU that follows it, e.g. '
+            "'backbone.layer4.2.relu:input#-1'; ofd_stage_paths(model, "
+            'stage) gives these paths for ResNets and MobileNetV1.')
+    if isinstance(module, _BatchNorm):
+        if kind == 'output':
+            return path, module
+        raise ValueError(f'{role} feature {spec!r} is the input of a '
+                         f'BatchNorm, not its output. {hint}')
+    if kind == 'input' and _is_activation(module) and path:
+        parent_path, _, act_name = path.rpartition('.')
+        parent = get_submodule(model, parent_path, role)
+        children = list(parent.named_children())
+        if isinstance(parent, nn.Sequential):
+            # a plain chain: the element right before the activation
+            i = [n for n, _ in children].index(act_name)
+            bns = children[i - 1:i] if i > 0 else []
+        else:  # a block (Bottleneck, ConvModule, ...): its last BN
+            bns = children
+        bns = [(n, m) for n, m in bns if isinstance(m, _BatchNorm)]
+        if bns:
+            name = bns[-1][0]
+            bn_path = f'{parent_path}.{name}' if parent_path else name
+            return bn_path, bns[-1][1]
+        where = ('the module right before it in the Sequential '
+                 f"{parent_path!r} is not a BatchNorm" if isinstance(
+                     parent, nn.Sequential) else
+                 f'the module {parent_path!r} that owns this '
+                 f'{type(module).__name__} has no BatchNorm child')
+        raise ValueError(
+            f'{role} feature {spec!r}: {where}, so no BN precedes the '
+            f'feature and there is no margin. {hint}')
+    raise ValueError(
+        f'{role} feature {spec!r} ({type(module).__name__} {kind}) is not '
+        f'the output of a BatchNorm, so no BN precedes it. {hint}')
+
+
+def _last_activation(block: nn.Module) -> Optional[str]:
+    names = [n for n, m in block.named_modules() if n and _is_activation(m)]
+    return names[-1] if names else None
+
+
+def _stages(backbone: nn.Module) -> List[Tuple[str, nn.Module]]:
+    """``(relative path, module)`` of each stage of a known backbone."""
+    if hasattr(backbone, 'res_layers'):  # mmpretrain / mmdet / mmseg ResNet
+        return [(n, getattr(backbone, n)) for n in backbone.res_layers]
+    stage_ends = getattr(backbone, 'stage_ends', None)
+    layers = getattr(backbone, 'layers', None)
+    if stage_ends is not None and layers is not None:  # MobileNetV1
+        return [(f'layers.{i}', layers[i]) for i in stage_ends]
+    raise ValueError(
+        f'ofd_stage_paths does not know the stages of '
+        f'{type(backbone).__name__}; give the pre-ReLU paths in the config '
+        "directly (e.g. 'backbone.layer4.2.relu:input#-1').")
+
+
+def ofd_stage_paths(model: nn.Module,
+                    stage: int,
+                    backbone: str = 'backbone') -> Tuple[str, str]:
+    """Pre-ReLU feature path and BN path at the end of ``stage``.
+
+    Works for the ResNets of mmpretrain, mmdet and mmseg (any depth,
+    ``ResNetV1c``/``ResNet_CIFAR`` included) and for this project's
+    ``MobileNetV1`` (its ``stage_ends``: 5 stages, the first at
+    stride 2).
+
+    Args:
+        model (nn.Module): The host model (or a bare backbone with
+            ``backbone=''``).
+        stage (int): Stage index, 0-based (negative counts from the end).
+        backbone (str): Path of the backbone in ``model``.
+
+    Returns:
+        tuple[str, str]: ``(feature path, BN path)``, e.g.
+        ``('backbone.layer4.2.relu:input#-1', 'backbone.layer4.2.bn3')``.
+
+    Examples:
+        >>> from mmpretrain.models import ResNet
+        >>> ofd_stage_paths(ResNet(18), -1, backbone='')
+        ('layer4.1.relu:input#-1', 'layer4.1.bn2')
+    """
+    bb = get_submodule(model, backbone, 'model', key='backbone path')
+    stages = _stages(bb)
+    if not -len(stages) <= stage < len(stages):
+        raise IndexError(f'stage {stage} out of range: '
+                         f'{type(bb).__name__} has {len(stages)} stages')
+    stage_path, stage_module = stages[stage]
+    children = list(stage_module.named_children())
+    if isinstance(stage_module, (nn.Sequential, nn.ModuleList)) and (
+            children and _last_activation(children[-1][1])):
+        stage_path = f'{stage_path}.{children[-1][0]}'
+        stage_module = children[-1][1]
+    act = _last_activation(stage_module)
+    if act is None:
+        raise ValueError(f'no activation in {backbone}.{stage_path}; give '
+                         'the pre-ReLU path in the config directly.')
+    prefix = f'{backbone}.' if backbone else ''
+    feat = f'{prefix}{stage_path}.{act}:input#-1'
+    return feat, bn_before_feature(model, feat, 'model')[0]
+
+
+def ofd_stage_weights(num_stages: int) -> List[float]:
+    """OFD's stage weights ``1 / 2**(n - i - 1)``, ``i = 0 .. n-1``.
+
+    Examples:
+        >>> ofd_stage_weights(4)
+        [0.125, 0.25, 0.5, 1.0]
+    """
+    return [1.0 / 2**(num_stages - i - 1) for i in range(num_stages)]
+
+
+__all__ = [
+    'ofd_margin_from_bn', 'bn_before_feature', 'ofd_stage_paths',
+    'ofd_stage_weights'
+]
