@@ -1,6 +1,5 @@
 """Packaging for mmkd_channel: feature knowledge distillation for OpenMMLab."""
 import os.path as osp
-
 from setuptools import find_packages, setup
 
 HERE = osp.dirname(osp.abspath(__file__))
@@ -18,8 +17,8 @@ setup(
     version=get_version(),
     description='Channel-wise feature knowledge distillation for '
     'mmdet, mmseg and mmpretrain',
-    long_description=open(osp.join(HERE, 'README.md')).read()
-    if osp.exists(osp.join(HERE, 'README.md')) else '',
+    long_description=open(osp.join(HERE, 'README.md')).read() if osp.exists(
+        osp.join(HERE, 'README.md')) else '',
     long_description_content_type='text/markdown',
     license='Apache License 2.0',
     packages=find_packages(exclude=('tests', 'tests.*')),
@@ -36,8 +35,8 @@ setup(
     extras_require={
         'mmdet': ['mmdet>=3.0.0,<3.4.0'],
         'mmseg': ['mmsegmentation>=1.0.0,<1.3.0', 'ftfy', 'regex'],
-        'mmpretrain': ['mmpretrain>=1.0.0,<1.3.0', 'mat4py', 'modelindex',
-                       'einops'],
+        'mmpretrain':
+        ['mmpretrain>=1.0.0,<1.3.0', 'mat4py', 'modelindex', 'einops'],
         'tests': ['pytest', 'scikit-learn'],
     },
     zip_safe=False,

@@ -1,7 +1,7 @@
 """mmkd_channel: feature knowledge distillation for OpenMMLab toolboxes."""
-from .version import __version__
 from .registry import HOOKS, MODELS  # noqa: I001
 from .utils import register_mim_scope, register_safe_loaders
+from .version import __version__
 
 register_safe_loaders()
 register_mim_scope()

@@ -20,8 +20,10 @@ def test_child_of_root_with_scope_and_locations():
 def test_reached_from_mmdet_scope_by_prefix_and_scope_key():
     init_default_scope('mmdet')
     from mmdet.registry import MODELS as DET_MODELS
-    cfg = dict(type='mmkd_channel.ChannelWiseTransform', in_channels=2,
-               out_channels=3)
+    cfg = dict(
+        type='mmkd_channel.ChannelWiseTransform',
+        in_channels=2,
+        out_channels=3)
     assert type(DET_MODELS.build(cfg)).__name__ == 'ChannelWiseTransform'
     cfg = dict(type='FeatureL2Loss', _scope_='mmkd_channel')
     assert type(DET_MODELS.build(cfg)).__name__ == 'FeatureL2Loss'
@@ -50,5 +52,6 @@ def test_package_configs_reachable_with_double_colon(repo_root, tmp_path):
 
 def test_mmengine_hub_get_config():
     from mmengine.hub import get_config
-    cfg = get_config('mmkd_channel::cwt/cwt_frcnn-r101-frcnn-r50_fpn_2x_coco.py')
+    cfg = get_config(
+        'mmkd_channel::cwt/cwt_frcnn-r101-frcnn-r50_fpn_2x_coco.py')
     assert cfg.model.type == 'mmkd_channel.FeatureDistiller'

@@ -26,8 +26,7 @@ class ToyClassifier(BaseModel):
         super().__init__(data_preprocessor=data_preprocessor)
         self.backbone = nn.Sequential(
             nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width),
-            nn.ReLU(),
-            nn.Conv2d(width, width, 3, padding=1, stride=2),
+            nn.ReLU(), nn.Conv2d(width, width, 3, padding=1, stride=2),
             nn.BatchNorm2d(width), nn.ReLU())
         self.neck = ToyNeck(width)
         self.head = nn.Linear(width, num_classes)

@@ -2,6 +2,7 @@ _base_ = [
     'mmdet::faster_rcnn/faster-rcnn_r50_fpn_2x_coco.py',  # student baseline
     '../_base_/distill/cwt_fpn.py',  # preset: CWT + L2 on all FPN levels
 ]
+# yapf: disable (keep the checkpoint URL on one line)
 model = dict(
     _delete_=True,
     type='mmkd_channel.FeatureDistiller',

@@ -3,6 +3,6 @@ from .tiny_data import (make_cifar100, make_cityscapes, make_coco_detection,
                         make_digits_imagenet, make_imagenet, tiny_cifar100_cls)
 
 __all__ = [
-    'make_coco_detection', 'make_cityscapes', 'make_imagenet',
-    'make_cifar100', 'make_digits_imagenet', 'tiny_cifar100_cls'
+    'make_coco_detection', 'make_cityscapes', 'make_imagenet', 'make_cifar100',
+    'make_digits_imagenet', 'tiny_cifar100_cls'
 ]

@@ -46,8 +46,10 @@ def host_models(cfg: Config) -> list:
     """The host model dicts of a config: the model, or student/teacher."""
     model = cfg.model
     if 'student' in model:
-        return [m for m in (model.student, model.get('teacher'))
-                if isinstance(m, dict)]
+        return [
+            m for m in (model.student, model.get('teacher'))
+            if isinstance(m, dict)
+        ]
     return [model]
 
 
@@ -62,7 +64,9 @@ def shrink_pipeline(pipeline: Sequence[dict], scale: tuple) -> None:
             t.setdefault('keep_ratio', True)
 
 
-def common_overrides(cfg: Config, work_dir: str, max_epochs: int = 1,
+def common_overrides(cfg: Config,
+                     work_dir: str,
+                     max_epochs: int = 1,
                      seed: int = 0) -> None:
     """Schedule, logging, hooks, determinism and the CPU backend."""
     if 'student' in cfg.model:
@@ -74,8 +78,7 @@ def common_overrides(cfg: Config, work_dir: str, max_epochs: int = 1,
         type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=1)
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1)
-    cfg.log_processor = dict(type='LogProcessor', window_size=1,
-                             by_epoch=True)
+    cfg.log_processor = dict(type='LogProcessor', window_size=1, by_epoch=True)
     cfg.randomness = dict(seed=seed, deterministic=False)
     if not torch.cuda.is_available():
         cfg.env_cfg.dist_cfg = dict(backend='gloo')

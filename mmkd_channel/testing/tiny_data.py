@@ -40,20 +40,26 @@ CIFAR100_FINE_NAMES = (
     'table', 'tank', 'telephone', 'television', 'tiger', 'tractor', 'train',
     'trout', 'tulip', 'turtle', 'wardrobe', 'whale', 'willow_tree', 'wolf',
     'woman', 'worm')
-CIFAR100_COARSE_NAMES = (
-    'aquatic_mammals', 'fish', 'flowers', 'food_containers',
-    'fruit_and_vegetables', 'household_electrical_devices',
-    'household_furniture', 'insects', 'large_carnivores',
-    'large_man-made_outdoor_things', 'large_natural_outdoor_scenes',
-    'large_omnivores_and_herbivores', 'medium_mammals',
-    'non-insect_invertebrates', 'people', 'reptiles', 'small_mammals',
-    'trees', 'vehicles_1', 'vehicles_2')
+CIFAR100_COARSE_NAMES = ('aquatic_mammals', 'fish', 'flowers',
+                         'food_containers', 'fruit_and_vegetables',
+                         'household_electrical_devices', 'household_furniture',
+                         'insects', 'large_carnivores',
+                         'large_man-made_outdoor_things',
+                         'large_natural_outdoor_scenes',
+                         'large_omnivores_and_herbivores', 'medium_mammals',
+                         'non-insect_invertebrates', 'people', 'reptiles',
+                         'small_mammals', 'trees', 'vehicles_1', 'vehicles_2')
 # Real coarse labels of fine labels 0..4 (apple, aquarium_fish, baby, ...).
 _CIFAR_USED_COARSE = (4, 1, 14, 8, 0)
 
 # Cityscapes train ids used by the toy street scenes, with their palette.
-_CITY_COLOURS = {0: (128, 64, 128), 2: (70, 70, 70), 8: (107, 142, 35),
-                 10: (70, 130, 180), 13: (0, 0, 142)}
+_CITY_COLOURS = {
+    0: (128, 64, 128),
+    2: (70, 70, 70),
+    8: (107, 142, 35),
+    10: (70, 130, 180),
+    13: (0, 0, 142)
+}
 _SHAPES = ('square', 'circle', 'triangle')
 
 
@@ -115,9 +121,9 @@ def _class_pattern(rng: np.random.Generator, label: int, num_classes: int,
     return img + rng.normal(0, 10, (h, w, 3))
 
 
-def _write_class_folders(root: Path, classes: Sequence[str],
-                         splits: Dict[str, List[Tuple[str, int, np.ndarray]]]
-                         ) -> None:
+def _write_class_folders(
+        root: Path, classes: Sequence[str],
+        splits: Dict[str, List[Tuple[str, int, np.ndarray]]]) -> None:
     """Write ImageNet-style ``<split>/<class>/<file>`` + ``meta/<split>.txt``.
 
     ``splits`` maps a split name to ``(file_name, label, image)`` samples.
@@ -127,12 +133,14 @@ def _write_class_folders(root: Path, classes: Sequence[str],
         lines = []
         for name, label, img in samples:
             rel = f'{classes[label]}/{name}'
-            _save(img, root / split / rel, **(
-                {'quality': 95} if name.endswith('.JPEG') else {}))
+            _save(img, root / split / rel,
+                  **({
+                      'quality': 95
+                  } if name.endswith('.JPEG') else {}))
             lines.append(f'{rel} {label}\n')
         (root / 'meta' / f'{split}.txt').write_text(''.join(lines))
-    (root / 'meta' / 'classes.txt').write_text(
-        ''.join(f'{c}\n' for c in classes))
+    (root / 'meta' / 'classes.txt').write_text(''.join(f'{c}\n'
+                                                       for c in classes))
 
 
 def _imagenet_result(root: Path, classes: Sequence[str]) -> dict:
@@ -157,8 +165,8 @@ def _shape_polygon(shape: str, x0: float, y0: float, s: float) -> List[float]:
         pts = [(x0 + s / 2, y0), (x0 + s, y0 + s), (x0, y0 + s)]
     else:  # circle as a 16-gon touching the box on all four sides
         a = np.arange(16) * 2 * np.pi / 16
-        pts = list(zip(x0 + s / 2 * (1 + np.cos(a)),
-                       y0 + s / 2 * (1 + np.sin(a))))
+        pts = list(
+            zip(x0 + s / 2 * (1 + np.cos(a)), y0 + s / 2 * (1 + np.sin(a))))
     return [round(float(v), 2) for p in pts for v in p]
 
 
@@ -190,8 +198,8 @@ def _coco_image(rng: np.random.Generator, img_size: Tuple[int, int],
         for _try in range(50):
             s = int(rng.integers(20, min(60, h - 2, w - 2) + 1))
             x0, y0 = int(rng.integers(1, w - s)), int(rng.integers(1, h - s))
-            if all(x0 + s + 2 < bx or bx + bs + 2 < x0 or y0 + s + 2 < by
-                   or by + bs + 2 < y0 for bx, by, bs in boxes):
+            if all(x0 + s + 2 < bx or bx + bs + 2 < x0 or y0 + s +
+                   2 < by or by + bs + 2 < y0 for bx, by, bs in boxes):
                 break
         else:
             continue
@@ -248,8 +256,10 @@ def make_coco_detection(root: PathLike,
         ``train_img``, ``val_img``.
     """
     root, classes = _prepare(root), tuple(classes)
-    categories = [dict(id=i + 1, name=c, supercategory='shape')
-                  for i, c in enumerate(classes)]
+    categories = [
+        dict(id=i + 1, name=c, supercategory='shape')
+        for i, c in enumerate(classes)
+    ]
     for stream, (split, num) in enumerate([('train', num_train),
                                            ('val', num_val)]):
         rng, images, anns = _rng(seed, stream), [], []
@@ -257,14 +267,19 @@ def make_coco_detection(root: PathLike,
             img_id, file_name = i + 1, f'{i + 1:012d}.jpg'
             arr, objects = _coco_image(rng, img_size, classes)
             _save(arr, root / f'{split}2017' / file_name, quality=95)
-            images.append(dict(id=img_id, file_name=file_name,
-                               height=img_size[0], width=img_size[1]))
+            images.append(
+                dict(
+                    id=img_id,
+                    file_name=file_name,
+                    height=img_size[0],
+                    width=img_size[1]))
             for obj in objects:
                 anns.append(dict(id=len(anns) + 1, image_id=img_id, **obj))
         ann_path = root / 'annotations' / f'instances_{split}2017.json'
         ann_path.parent.mkdir(parents=True, exist_ok=True)
-        ann_path.write_text(json.dumps(
-            dict(images=images, annotations=anns, categories=categories)))
+        ann_path.write_text(
+            json.dumps(
+                dict(images=images, annotations=anns, categories=categories)))
     return dict(
         data_root=str(root),
         classes=classes,
@@ -292,8 +307,8 @@ def _street_scene(rng: np.random.Generator,
         x += bw
     label[road_top:] = 0  # road
     for _ in range(int(rng.integers(1, 4))):  # cars on the road
-        cw, ch = int(rng.integers(w // 10, w // 5)), int(rng.integers(h // 12,
-                                                                      h // 6))
+        cw, ch = int(rng.integers(w // 10,
+                                  w // 5)), int(rng.integers(h // 12, h // 6))
         cx = int(rng.integers(0, w - cw))
         cy = int(rng.integers(road_top - ch // 2, h - ch))
         label[cy:cy + ch, cx:cx + cw] = 13
@@ -343,10 +358,12 @@ def make_cityscapes(root: PathLike,
         for i in range(num):
             stem = f'{city}_000000_{i:06d}'
             label, img = _street_scene(rng, img_size)
-            _save(img, root / 'leftImg8bit' / split / city /
-                  f'{stem}_leftImg8bit.png')
-            _save(label, root / 'gtFine' / split / city /
-                  f'{stem}_gtFine_labelTrainIds.png')
+            _save(
+                img, root / 'leftImg8bit' / split / city /
+                f'{stem}_leftImg8bit.png')
+            _save(
+                label, root / 'gtFine' / split / city /
+                f'{stem}_gtFine_labelTrainIds.png')
     return dict(
         data_root=str(root),
         img_dir='leftImg8bit/train',
@@ -442,11 +459,13 @@ def make_digits_imagenet(root: PathLike,
     splits = {'train': [], 'val': []}
     for label in range(10):
         idx = rng.permutation(np.flatnonzero(digits.target == label))
-        quota = (train_per_class if train_per_class is not None else
-                 num_train // 10 + int(label < num_train % 10))
+        quota = (
+            train_per_class if train_per_class is not None else
+            num_train // 10 + int(label < num_train % 10))
         for k, i in enumerate(idx):
-            grey = Image.fromarray((digits.images[i] * 255 / 16).astype(
-                np.uint8)).resize((img_size, img_size), Image.BILINEAR)
+            grey = Image.fromarray(
+                (digits.images[i] * 255 / 16).astype(np.uint8)).resize(
+                    (img_size, img_size), Image.BILINEAR)
             img = np.asarray(grey.convert('RGB'), dtype=np.float64)
             split = 'train' if k < quota else 'val'
             splits[split].append((f'{i:04d}.png', label, img))
@@ -530,24 +549,33 @@ def make_cifar100(root: PathLike,
         rng = _rng(seed, stream)
         labels = [int(v) for v in rng.permutation(np.arange(num) % num_used)]
         imgs = [_class_pattern(rng, y, num_used, (32, 32)) for y in labels]
-        data = np.stack([np.clip(np.rint(im), 0, 255).astype(np.uint8)
-                         .transpose(2, 0, 1).reshape(-1) for im in imgs])
-        names = [_Py2Str(f'{CIFAR100_FINE_NAMES[y]}_s_{i:06d}.png'.encode())
-                 for i, y in enumerate(labels)]
+        data = np.stack([
+            np.clip(np.rint(im), 0,
+                    255).astype(np.uint8).transpose(2, 0, 1).reshape(-1)
+            for im in imgs
+        ])
+        names = [
+            _Py2Str(f'{CIFAR100_FINE_NAMES[y]}_s_{i:06d}.png'.encode())
+            for i, y in enumerate(labels)
+        ]
         batch = 'training' if split == 'train' else 'testing'
-        _dump_py2({
-            _Py2Str(b'filenames'): names,
-            _Py2Str(b'batch_label'): _Py2Str(f'{batch} batch 1 of 1'.encode()),
-            _Py2Str(b'fine_labels'): labels,
-            _Py2Str(b'coarse_labels'): [_CIFAR_USED_COARSE[y] for y in labels],
-            _Py2Str(b'data'): data,
-        }, folder / split)
-    _dump_py2({
-        _Py2Str(b'fine_label_names'):
-        [_Py2Str(n.encode()) for n in CIFAR100_FINE_NAMES],
-        _Py2Str(b'coarse_label_names'):
-        [_Py2Str(n.encode()) for n in CIFAR100_COARSE_NAMES],
-    }, folder / 'meta')
+        _dump_py2(
+            {
+                _Py2Str(b'filenames'): names,
+                _Py2Str(b'batch_label'): _Py2Str(
+                    f'{batch} batch 1 of 1'.encode()),
+                _Py2Str(b'fine_labels'): labels,
+                _Py2Str(b'coarse_labels'):
+                [_CIFAR_USED_COARSE[y] for y in labels],
+                _Py2Str(b'data'): data,
+            }, folder / split)
+    _dump_py2(
+        {
+            _Py2Str(b'fine_label_names'):
+            [_Py2Str(n.encode()) for n in CIFAR100_FINE_NAMES],
+            _Py2Str(b'coarse_label_names'):
+            [_Py2Str(n.encode()) for n in CIFAR100_COARSE_NAMES],
+        }, folder / 'meta')
     return dict(
         data_root=str(root),
         classes=list(CIFAR100_FINE_NAMES),

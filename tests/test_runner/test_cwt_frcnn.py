@@ -13,13 +13,15 @@ CONFIG = 'configs/cwt/cwt_frcnn-r101-frcnn-r50_fpn_2x_coco.py'
 
 def build_cfg(repo_root, coco_data, work_dir, max_epochs):
     cfg = Config.fromfile(osp.join(repo_root, CONFIG))
-    return tiny_det_config(cfg, coco_data, str(work_dir),
-                           max_epochs=max_epochs)
+    return tiny_det_config(
+        cfg, coco_data, str(work_dir), max_epochs=max_epochs)
 
 
 def test_config_is_short_and_inherits_baseline(repo_root):
     with open(osp.join(repo_root, CONFIG)) as f:
-        code = [ln for ln in f if ln.strip() and not ln.strip().startswith('#')]
+        code = [
+            ln for ln in f if ln.strip() and not ln.strip().startswith('#')
+        ]
     assert len(code) <= 12
     cfg = Config.fromfile(osp.join(repo_root, CONFIG))
     assert cfg.model.type == 'mmkd_channel.FeatureDistiller'

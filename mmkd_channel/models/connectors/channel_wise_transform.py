@@ -39,8 +39,8 @@ class ChannelWiseTransform(nn.Module):
                  bias: bool = True) -> None:
         super().__init__()
         for name, value in (('in_channels', in_channels),
-                            ('out_channels', out_channels),
-                            ('hidden_channels', hidden_channels)):
+                            ('out_channels', out_channels), ('hidden_channels',
+                                                             hidden_channels)):
             if value is not None and (not isinstance(value, int)
                                       or value <= 0):
                 raise ValueError(f'ChannelWiseTransform: {name} must be a '

@@ -13,7 +13,7 @@ from mmkd_channel.registry import MODELS
 from mmkd_channel.utils.checkpoint import load_teacher_checkpoint
 from mmkd_channel.utils.mim import resolve_config_path
 from ..losses.base import as_tensor_list
-from .recorder import FeatureRecorder, StopForward
+from .recorder import FeatureRecorder
 
 ModelCfg = Union[str, dict, ConfigDict]
 
@@ -83,22 +83,22 @@ def build_own(cfg: Optional[dict], what: str) -> Optional[nn.Module]:
 class _Pair(nn.Module):
     """One distillation term: modules to compare, connectors and a loss."""
 
-    def __init__(self, name: str, student: str, teacher: str,
-                 connector, teacher_connector, loss) -> None:
+    def __init__(self, name: str, student: str, teacher: str, connector,
+                 teacher_connector, loss) -> None:
         super().__init__()
         self.name = name
         self.student_path = student
         self.teacher_path = teacher
         self.connector = self._build_connector(connector, 'connector')
-        self.teacher_connector = self._build_connector(
-            teacher_connector, 'teacher_connector')
+        self.teacher_connector = self._build_connector(teacher_connector,
+                                                       'teacher_connector')
         self.loss = build_own(loss, f"distill['{name}'].loss")
 
     def _build_connector(self, cfg, key):
         what = f"distill['{self.name}'].{key}"
         if isinstance(cfg, (list, tuple)):
-            return nn.ModuleList(build_own(c, f'{what}[{i}]')
-                                 for i, c in enumerate(cfg))
+            return nn.ModuleList(
+                build_own(c, f'{what}[{i}]') for i, c in enumerate(cfg))
         return build_own(cfg, what)
 
     @staticmethod
@@ -226,14 +226,16 @@ class FeatureDistiller(BaseModel):
         self.teacher_ckpt = teacher_ckpt
         self.truncate_teacher = truncate_teacher
 
-        self.distill_pairs = nn.ModuleDict(
-            {name: _Pair(name, **spec) for name, spec in specs.items()})
+        self.distill_pairs = nn.ModuleDict({
+            name: _Pair(name, **spec)
+            for name, spec in specs.items()
+        })
         self.student_recorder = FeatureRecorder(
-            self.student, [p.student_path for p in self.distill_pairs.values()],
-            'student')
+            self.student,
+            [p.student_path for p in self.distill_pairs.values()], 'student')
         self.teacher_recorder = FeatureRecorder(
-            self.teacher, [p.teacher_path for p in self.distill_pairs.values()],
-            'teacher')
+            self.teacher,
+            [p.teacher_path for p in self.distill_pairs.values()], 'teacher')
         self._bind_connectors()
         self._checked = False
         if check_input_shape is not None:
@@ -259,8 +261,9 @@ class FeatureDistiller(BaseModel):
         else:
             raise TypeError('FeatureDistiller: `distill` must be a dict '
                             f'name -> spec, got {type(distill).__name__}')
-        allowed = {'student', 'teacher', 'connector', 'teacher_connector',
-                   'loss'}
+        allowed = {
+            'student', 'teacher', 'connector', 'teacher_connector', 'loss'
+        }
         specs = {}
         for name, spec in items:
             if not isinstance(spec, dict):
@@ -292,10 +295,12 @@ class FeatureDistiller(BaseModel):
                 mods = conn if isinstance(conn, nn.ModuleList) else [conn]
                 for m in mods:
                     if m is not None and hasattr(m, 'bind'):
-                        m.bind(student=self.student, teacher=self.teacher,
-                               student_path=pair.student_path,
-                               teacher_path=pair.teacher_path,
-                               name=pair.name)
+                        m.bind(
+                            student=self.student,
+                            teacher=self.teacher,
+                            student_path=pair.student_path,
+                            teacher_path=pair.teacher_path,
+                            name=pair.name)
 
     def _dry_run(self, shape: Tuple[int, ...]) -> None:
         """Run both models on a dummy input and check every pair fits."""
@@ -325,8 +330,8 @@ class FeatureDistiller(BaseModel):
         for pair in self.distill_pairs.values():
             sp, tp = pair.student_path, pair.teacher_path
             where = f"distill['{pair.name}']"
-            for role, out, path in (('student', s_out, sp),
-                                    ('teacher', t_out, tp)):
+            for role, out, path in (('student', s_out, sp), ('teacher', t_out,
+                                                             tp)):
                 if path not in out:
                     raise RuntimeError(
                         f'{where}: the {role} module {path!r} was not called '
@@ -474,7 +479,9 @@ class FeatureDistiller(BaseModel):
                                data_samples)  # issue 4: labels for SAKD
         return losses
 
-    def teacher_features(self, inputs: Tensor, data_samples=None,
+    def teacher_features(self,
+                         inputs: Tensor,
+                         data_samples=None,
                          stop_after: Optional[Dict[str, int]] = None) -> dict:
         """Run the teacher (no grad) and return its recorded features.
 

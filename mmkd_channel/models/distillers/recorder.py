@@ -16,7 +16,9 @@ class StopForward(Exception):
     """
 
 
-def get_submodule(model: nn.Module, path: str, role: str = 'model',
+def get_submodule(model: nn.Module,
+                  path: str,
+                  role: str = 'model',
                   key: str = 'module path') -> nn.Module:
     """``model.get_submodule(path)`` with an error that lists close paths.
 
@@ -53,9 +55,8 @@ def parse_path(spec: str) -> Tuple[str, str, Optional[int]]:
     """
     m = re.fullmatch(r'([^:#]*)(?::(input|output))?(?:#(-?\d+))?', spec)
     if m is None:
-        raise ValueError(
-            f'module path {spec!r} is not of the form '
-            "'a.b.c', 'a.b.c:input' or 'a.b.c:input#-1'")
+        raise ValueError(f'module path {spec!r} is not of the form '
+                         "'a.b.c', 'a.b.c:input' or 'a.b.c:input#-1'")
     path, kind, index = m.groups()
     return path, kind or 'output', None if index is None else int(index)
 
@@ -82,7 +83,9 @@ class FeatureRecorder:
         role (str): ``'student'`` or ``'teacher'`` (for messages).
     """
 
-    def __init__(self, model: nn.Module, paths: List[str],
+    def __init__(self,
+                 model: nn.Module,
+                 paths: List[str],
                  role: str = 'model') -> None:
         self.paths = list(dict.fromkeys(paths))
         self.role = role
@@ -154,8 +157,9 @@ class FeatureRecorder:
             handles.append(make_hook(path))
         for path, owner in self.owners.items():
             owner = self.model.get_submodule(owner)
-            handles.append(owner.register_forward_hook(
-                lambda m, a, o, path=path: owner_returned(path)))
+            handles.append(
+                owner.register_forward_hook(
+                    lambda m, a, o, path=path: owner_returned(path)))
         try:
             yield result
         except StopForward:

@@ -22,8 +22,8 @@ class BaseDistillLoss(nn.Module):
 
     def __init__(self, loss_weight: float = 1.0) -> None:
         super().__init__()
-        if isinstance(loss_weight, bool) or not isinstance(
-                loss_weight, (int, float)):
+        if isinstance(loss_weight,
+                      bool) or not isinstance(loss_weight, (int, float)):
             raise TypeError(f'{type(self).__name__}: loss_weight must be a '
                             f'number, got {loss_weight!r}')
         if not math.isfinite(loss_weight) or loss_weight < 0:
@@ -52,8 +52,9 @@ class BaseDistillLoss(nn.Module):
 
     def forward(self, student_feat: Feature, teacher_feat: Feature) -> Tensor:
         """Weighted loss; tuples/lists are summed over their levels."""
-        if isinstance(student_feat, (tuple, list)) or isinstance(
-                teacher_feat, (tuple, list)):
+        if isinstance(student_feat,
+                      (tuple, list)) or isinstance(teacher_feat,
+                                                   (tuple, list)):
             if not (isinstance(student_feat, (tuple, list))
                     and isinstance(teacher_feat, (tuple, list))):
                 raise ValueError(
@@ -68,8 +69,8 @@ class BaseDistillLoss(nn.Module):
             return sum(
                 self.forward(s, t) for s, t in zip(student_feat, teacher_feat))
         self.check_shapes(student_feat, teacher_feat)
-        loss = self.loss_single(student_feat, teacher_feat.to(
-            student_feat.dtype))
+        loss = self.loss_single(student_feat,
+                                teacher_feat.to(student_feat.dtype))
         return self.loss_weight * loss
 
 

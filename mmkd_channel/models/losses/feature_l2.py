@@ -28,7 +28,8 @@ class FeatureL2Loss(BaseDistillLoss):
 
     REDUCTIONS = ('mean', 'sum', 'batchmean')
 
-    def __init__(self, loss_weight: float = 1.0,
+    def __init__(self,
+                 loss_weight: float = 1.0,
                  reduction: str = 'mean') -> None:
         super().__init__(loss_weight)
         if reduction not in self.REDUCTIONS:

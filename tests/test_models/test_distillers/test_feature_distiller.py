@@ -13,14 +13,17 @@ def cwt_distill(s_ch=8, t_ch=16, path='neck'):
         feat=dict(
             student=path,
             connector=dict(
-                type='ChannelWiseTransform', in_channels=s_ch,
+                type='ChannelWiseTransform',
+                in_channels=s_ch,
                 out_channels=t_ch),
             loss=dict(type='FeatureL2Loss', loss_weight=1.0)))
 
 
 def make(**kwargs):
     cfg = dict(
-        student=toy_cfg(8), teacher=toy_cfg(16), distill=cwt_distill(),
+        student=toy_cfg(8),
+        teacher=toy_cfg(16),
+        distill=cwt_distill(),
         check_input_shape=(1, 3, 16, 16))
     cfg.update(kwargs)
     return FeatureDistiller(**cfg)
@@ -28,8 +31,9 @@ def make(**kwargs):
 
 def batch(n=4):
     g = torch.Generator().manual_seed(0)
-    return dict(inputs=torch.rand(n, 3, 16, 16, generator=g),
-                data_samples=[i % 3 for i in range(n)])
+    return dict(
+        inputs=torch.rand(n, 3, 16, 16, generator=g),
+        data_samples=[i % 3 for i in range(n)])
 
 
 def test_recorder_records_the_named_modules():
@@ -76,10 +80,10 @@ def test_loss_keys_and_tuple_levels():
         model.student(batch()['inputs'])
     t = model.teacher_features(batch()['inputs'])
     conn = model.distill_pairs['feat'].connector
-    expect = sum(((conn(a) - b)**2).mean() for a, b in zip(s['neck'],
-                                                         t['neck']))
-    torch.testing.assert_close(model.distill_pairs['feat'](s['neck'],
-                                                          t['neck']), expect)
+    expect = sum(
+        ((conn(a) - b)**2).mean() for a, b in zip(s['neck'], t['neck']))
+    torch.testing.assert_close(
+        model.distill_pairs['feat'](s['neck'], t['neck']), expect)
 
 
 def test_teacher_frozen_out_of_optimizer_and_checkpoint():
@@ -95,7 +99,11 @@ def test_teacher_frozen_out_of_optimizer_and_checkpoint():
     assert all(not p.requires_grad for p in model.teacher.parameters())
     for k, v in model.teacher.state_dict().items():  # BN buffers included
         assert torch.equal(v, teacher_state[k]), k
-    opt_ids = {id(p) for g in optim.optimizer.param_groups for p in g['params']}
+    opt_ids = {
+        id(p)
+        for g in optim.optimizer.param_groups
+        for p in g['params']
+    }
     assert not opt_ids & {id(p) for p in model.teacher.parameters()}
     assert {id(p) for p in model.distill_pairs.parameters()} <= opt_ids
     assert any(not torch.equal(v, student_before[k])
@@ -121,12 +129,14 @@ def test_teacher_truncation_gives_identical_features():
     model = make()
     x = batch()['inputs']
     full = FeatureDistiller(**dict(
-        student=toy_cfg(8), teacher=toy_cfg(16), distill=cwt_distill(),
-        truncate_teacher=False, check_input_shape=None))
+        student=toy_cfg(8),
+        teacher=toy_cfg(16),
+        distill=cwt_distill(),
+        truncate_teacher=False,
+        check_input_shape=None))
     full.teacher.load_state_dict(model.teacher.state_dict())
     ran_head = []
-    h = model.teacher.head.register_forward_hook(
-        lambda *a: ran_head.append(1))
+    h = model.teacher.head.register_forward_hook(lambda *a: ran_head.append(1))
     t_trunc = model.teacher_features(x)
     h.remove()
     assert not ran_head  # the teacher stopped after the neck
@@ -149,9 +159,10 @@ def test_channel_mismatch_gives_both_numbers():
 
 def test_no_connector_shape_mismatch_names_paths_and_shapes():
     distill = dict(feat=dict(student='neck', loss=dict(type='FeatureL2Loss')))
-    with pytest.raises(ValueError,
-                       match=r"student 'neck' \[\(1, 8, 8, 8\).*teacher "
-                       r"'neck' \[\(1, 16, 8, 8\)"):
+    with pytest.raises(
+            ValueError,
+            match=r"student 'neck' \[\(1, 8, 8, 8\).*teacher "
+            r"'neck' \[\(1, 16, 8, 8\)"):
         make(distill=distill)
 
 
@@ -165,8 +176,12 @@ def test_missing_teacher_checkpoint_and_config(tmp_path):
 def test_teacher_checkpoint_loaded(tmp_path):
     src = make()
     path = tmp_path / 'teacher.pth'
-    torch.save({'state_dict': src.teacher.state_dict(),
-                'meta': {'epoch': 3}}, path)
+    torch.save({
+        'state_dict': src.teacher.state_dict(),
+        'meta': {
+            'epoch': 3
+        }
+    }, path)
     model = make(teacher_ckpt=str(path))
     for k, v in model.teacher.state_dict().items():
         assert torch.equal(v, src.teacher.state_dict()[k])
