@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Usage: tools/dist_test.sh CONFIG CHECKPOINT GPUS [test.py args]
+# See tools/dist_train.sh for NNODES, NODE_RANK, MASTER_ADDR, PORT, PYTHON.
 CONFIG=$1
 CHECKPOINT=$2
 GPUS=$3
@@ -7,9 +8,10 @@ NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
+PYTHON=${PYTHON:-python}
 
 PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
-python -m torch.distributed.run \
+$PYTHON -m torch.distributed.run \
     --nnodes=$NNODES \
     --node_rank=$NODE_RANK \
     --master_addr=$MASTER_ADDR \
@@ -18,4 +20,4 @@ python -m torch.distributed.run \
     "$(dirname "$0")"/test.py \
     $CONFIG \
     $CHECKPOINT \
-    --launcher pytorch ${@:4}
+    --launcher pytorch "${@:4}"

@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Usage: tools/dist_train.sh CONFIG GPUS [train.py args]
-# Multi-node: set NNODES, NODE_RANK, MASTER_ADDR and PORT on every node.
+# GPUS processes per node, started by torchrun. Multi-node: run it on every
+# node with the same NNODES, MASTER_ADDR and PORT and this node's NODE_RANK.
+# Without CUDA the processes use the gloo backend on CPU (GPUS = processes).
+# PYTHON selects the interpreter (default: python).
 CONFIG=$1
 GPUS=$2
 NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
+PYTHON=${PYTHON:-python}
 
 PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
-python -m torch.distributed.run \
+$PYTHON -m torch.distributed.run \
     --nnodes=$NNODES \
     --node_rank=$NODE_RANK \
     --master_addr=$MASTER_ADDR \
@@ -17,4 +21,4 @@ python -m torch.distributed.run \
     --master_port=$PORT \
     "$(dirname "$0")"/train.py \
     $CONFIG \
-    --launcher pytorch ${@:3}
+    --launcher pytorch "${@:3}"

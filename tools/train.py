@@ -1,16 +1,24 @@
-"""Train a (distilled) model with MMEngine's Runner, as mmdet's train.py."""
+"""Train a (distilled) model with MMEngine's Runner, as mmdet's train.py.
+
+The same command line runs on GPUs and on CPU-only machines: with a
+launcher and no CUDA, the process group is initialised with gloo and the
+model is wrapped with ``CPUDistributedDataParallel``
+(:func:`mmkd_channel.utils.setup_launcher`).
+"""
 import argparse
 import os
 import os.path as osp
 
+import torch
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mmkd_channel  # noqa: F401  (registers modules, safe loaders, scope)
+from mmkd_channel.utils import setup_launcher
 
 
-def parse_args():
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Train a student with feature distillation')
     parser.add_argument('config', help='train config file path')
@@ -19,7 +27,8 @@ def parse_args():
         '--amp',
         action='store_true',
         default=False,
-        help='enable automatic-mixed-precision training')
+        help='enable automatic-mixed-precision training (GPU only; the '
+        'teacher then runs under fp16 autocast too)')
     parser.add_argument(
         '--resume',
         nargs='?',
@@ -44,10 +53,17 @@ def parse_args():
     return args
 
 
-def main():
+def add_epoch_seed_hook(cfg: Config) -> None:
+    """Append ``EpochSeedHook`` (exact resume) unless the config has it."""
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any('EpochSeedHook' in str(h.get('type', '')) for h in hooks):
+        hooks.append(dict(type='mmkd_channel.EpochSeedHook'))
+    cfg.custom_hooks = hooks
+
+
+def main() -> None:
     args = parse_args()
     cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     if args.work_dir is not None:
@@ -56,14 +72,22 @@ def main():
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
     if args.amp:
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.loss_scale = 'dynamic'
+        if not torch.cuda.is_available():
+            raise SystemExit(
+                'tools/train.py: --amp needs a GPU. MMEngine 0.10.7 refuses '
+                'AmpOptimWrapper without CUDA/NPU/MLU/MUSA; train in fp32 '
+                'on CPU (drop --amp).')
+        if cfg.optim_wrapper.get('type') != 'AmpOptimWrapper':
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.loss_scale = 'dynamic'
     if args.resume == 'auto':
         cfg.resume = True
         cfg.load_from = None
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
+    add_epoch_seed_hook(cfg)
+    setup_launcher(cfg, args.launcher)
     if 'runner_type' not in cfg:
         runner = Runner.from_cfg(cfg)
     else:

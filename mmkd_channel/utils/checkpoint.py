@@ -9,18 +9,25 @@ any other global is refused with :class:`UnsafeCheckpointError`.
 Importing :mod:`mmkd_channel` registers these loaders with MMEngine's
 ``CheckpointLoader`` for local paths and ``http(s)://`` URLs, which also
 makes ``Runner(resume=True)`` work on torch >= 2.6.
+
+It also makes MMEngine's checkpoint writes atomic (:func:`atomic_torch_save`):
+a process killed while saving leaves the previous file untouched.
 """
+import builtins
 import os
 import os.path as osp
 import pickle
 import re
+import uuid
 from typing import Any, List, Optional
 from urllib.parse import urlparse
 
 import numpy as np
 import torch
 from mmengine.dist import barrier, get_dist_info
+from mmengine.fileio import LocalBackend, get_file_backend
 from mmengine.logging import MMLogger
+from mmengine.runner import checkpoint as mmengine_checkpoint
 from mmengine.runner.checkpoint import CheckpointLoader
 from torch import nn
 
@@ -48,7 +55,19 @@ def mmengine_safe_globals() -> List[Any]:
     return allowed
 
 
-_UNSUPPORTED = re.compile(r'Unsupported global: GLOBAL ([\w.]+)')
+# torch words it 'Unsupported global: GLOBAL eval ...' (builtins without
+# their module) or 'unsupported GLOBAL posix.system whose module ...'.
+_UNSUPPORTED = re.compile(r'GLOBAL ([\w.]+)', re.IGNORECASE)
+
+
+def _global_name(message: str) -> str:
+    found = _UNSUPPORTED.search(message)
+    if not found:
+        return 'an object'
+    name = found.group(1)
+    if '.' not in name and hasattr(builtins, name):
+        name = f'builtins.{name}'
+    return name
 
 
 def safe_torch_load(filename: str, map_location: Any = None) -> Any:
@@ -68,8 +87,12 @@ def safe_torch_load(filename: str, map_location: Any = None) -> Any:
             return torch.load(
                 filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        found = _UNSUPPORTED.search(str(e))
-        name = found.group(1) if found else 'an object'
+        if 'Weights only load failed' not in str(e) and \
+                not _UNSUPPORTED.search(str(e)):
+            raise RuntimeError(  # a damaged pickle, not a refused one
+                f'checkpoint {filename!r} cannot be read ({e}); it may be '
+                'truncated or not a PyTorch checkpoint.') from None
+        name = _global_name(str(e))
         raise UnsafeCheckpointError(
             f'refusing to load checkpoint {filename!r}: it pickles '
             f'{name}, which is not among the globals MMEngine writes '
@@ -79,7 +102,8 @@ def safe_torch_load(filename: str, map_location: Any = None) -> Any:
             'MMEngine without mmkd_channel imported pickles '
             "builtins.getattr; re-save it with 'mmkd_channel' imported)."
         ) from None
-    except (RuntimeError, EOFError) as e:
+    except (RuntimeError, EOFError, OSError, KeyError, ValueError,
+            IndexError) as e:  # what torch raises for damaged files
         raise RuntimeError(
             f'checkpoint {filename!r} cannot be read ({e}); it may be '
             'truncated or not a PyTorch checkpoint.') from None
@@ -121,11 +145,103 @@ def _history_buffer_getstate(self) -> dict:
     return state
 
 
-def register_safe_loaders() -> None:
-    """Route MMEngine's checkpoint loading through :func:`safe_torch_load`.
+def atomic_torch_save(obj: Any, filename: str) -> None:
+    """``torch.save`` that never leaves a partly written ``filename``.
 
-    Also makes the checkpoints MMEngine writes loadable that way (see
-    :func:`_history_buffer_getstate`).
+    The object is written to a temporary file in the same directory, flushed
+    and ``fsync``-ed, then renamed over ``filename`` with ``os.replace``
+    (atomic on POSIX and Windows within one file system) and the directory
+    entry is synced. A process killed at any point leaves either the old
+    file or the new one, never a truncated one; at worst a stale
+    ``.<name>.*.tmp`` file stays next to it.
+
+    Args:
+        obj: What to save (a checkpoint dict).
+        filename (str): Local destination path.
+    """
+    filename = osp.abspath(osp.expanduser(filename))
+    dirname = osp.dirname(filename)
+    os.makedirs(dirname, exist_ok=True)
+    # open(..., 'xb') rather than mkstemp: the file gets the usual
+    # permissions (umask), not mkstemp's 0600.
+    tmp = osp.join(
+        dirname, f'.{osp.basename(filename)}.{os.getpid()}.'
+        f'{uuid.uuid4().hex[:8]}.tmp')
+    try:
+        with open(tmp, 'xb') as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, filename)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(dirname, os.O_RDONLY)
+    except OSError:  # e.g. Windows: directories cannot be opened
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+_ORIGINAL_SAVE_CHECKPOINT = getattr(mmengine_checkpoint.save_checkpoint,
+                                    '_mmengine_original',
+                                    mmengine_checkpoint.save_checkpoint)
+
+
+def save_checkpoint(checkpoint: dict,
+                    filename: str,
+                    file_client_args: Optional[dict] = None,
+                    backend_args: Optional[dict] = None) -> None:
+    """MMEngine's ``save_checkpoint``, atomic for local files.
+
+    Same signature as :func:`mmengine.runner.checkpoint.save_checkpoint`;
+    remote backends (``s3://``, ``pavi://`` ...) and the deprecated
+    ``file_client_args`` go to MMEngine's own function.
+    """
+    local = False
+    if file_client_args is None and not filename.startswith('pavi://'):
+        try:
+            local = isinstance(
+                get_file_backend(filename, backend_args=backend_args),
+                LocalBackend)
+        except Exception:  # unknown prefix: let MMEngine report it
+            local = False
+    if not local:
+        _ORIGINAL_SAVE_CHECKPOINT(checkpoint, filename, file_client_args,
+                                  backend_args)
+        return
+    atomic_torch_save(checkpoint, filename)
+
+
+save_checkpoint._mmengine_original = _ORIGINAL_SAVE_CHECKPOINT
+
+
+def register_atomic_save() -> None:
+    """Make MMEngine write checkpoints with :func:`save_checkpoint`.
+
+    Replaces ``save_checkpoint`` in ``mmengine.runner.checkpoint`` (used by
+    the training strategies and ``CheckpointHook``), in
+    ``mmengine.runner.runner`` (``Runner.save_checkpoint`` imported it by
+    name) and in ``mmengine.runner``. Nothing else in MMEngine changes.
+    """
+    import mmengine.runner as mmengine_runner
+    from mmengine.runner import runner as runner_module
+    for module in (mmengine_checkpoint, runner_module, mmengine_runner):
+        module.save_checkpoint = save_checkpoint
+
+
+def register_safe_loaders() -> None:
+    """Route MMEngine's checkpoint I/O through this module.
+
+    Loading goes through :func:`safe_torch_load`; the checkpoints MMEngine
+    writes are made loadable that way (see :func:`_history_buffer_getstate`)
+    and are written atomically (:func:`register_atomic_save`).
     """
     from mmengine.logging.history_buffer import HistoryBuffer
     HistoryBuffer.__getstate__ = _history_buffer_getstate
@@ -133,6 +249,7 @@ def register_safe_loaders() -> None:
         prefixes='', loader=_load_local, force=True)
     CheckpointLoader.register_scheme(
         prefixes=('http://', 'https://'), loader=_load_http, force=True)
+    register_atomic_save()
 
 
 def extract_state_dict(checkpoint: Any) -> dict:
@@ -157,6 +274,8 @@ def load_teacher_checkpoint(teacher: nn.Module, filename: str) -> None:
         FileNotFoundError: if a local ``filename`` does not exist.
         ValueError: if the keys do not fit the teacher (another
             architecture), naming missing and unexpected keys.
+        UnsafeCheckpointError: if the file pickles a disallowed global.
+        RuntimeError: if the file is truncated or not a checkpoint.
     """
     if not isinstance(filename, str) or not filename:
         raise TypeError(f'teacher_ckpt must be a path or URL, got '
@@ -166,7 +285,12 @@ def load_teacher_checkpoint(teacher: nn.Module, filename: str) -> None:
         raise FileNotFoundError(
             f'teacher_ckpt {filename!r} does not exist. Give the path or URL '
             'of the teacher checkpoint, e.g. the model-zoo URL.')
-    ckpt = CheckpointLoader.load_checkpoint(filename, map_location='cpu')
+    try:
+        ckpt = CheckpointLoader.load_checkpoint(filename, map_location='cpu')
+    except UnsafeCheckpointError as e:
+        raise UnsafeCheckpointError(f'teacher_ckpt: {e}') from None
+    except RuntimeError as e:  # truncated / not a checkpoint
+        raise RuntimeError(f'teacher_ckpt: {e}') from None
     try:
         state_dict = extract_state_dict(ckpt)
     except ValueError:

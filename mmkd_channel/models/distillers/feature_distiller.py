@@ -316,15 +316,17 @@ class FeatureDistiller(BaseModel):
                         model(inputs, None, mode='tensor')
                     feats.append(out)
         except Exception as e:  # host model needs real data samples
+            self.train(was_training)
             MMLogger.get_current_instance().info(
                 'FeatureDistiller: no build-time check on a dummy input '
                 f'({type(e).__name__}: {e}); pairs are checked at the first '
                 'training step.')
             return
+        try:  # in eval mode: BN connectors must not learn from the dummy
+            with torch.no_grad():
+                self._check_pairs(*feats)
         finally:
             self.train(was_training)
-        with torch.no_grad():
-            self._check_pairs(*feats)
 
     def _check_pairs(self, s_out: dict, t_out: dict) -> None:
         for pair in self.distill_pairs.values():

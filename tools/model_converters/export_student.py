@@ -1,0 +1,175 @@
+"""Export the student of a FeatureDistiller checkpoint for its host toolbox.
+
+Usage::
+
+    python tools/model_converters/export_student.py CKPT OUT [--config CFG]
+
+Writes ``OUT`` (a checkpoint of the student alone: keys as the host model
+expects them, ``student.`` stripped, connectors and teacher dropped) and,
+next to it, ``OUT`` with a ``.py`` suffix: the student's own config (the
+distillation config with ``model`` replaced by the student). Both load with
+the host's APIs, e.g.::
+
+    from mmdet.apis import init_detector, inference_detector
+    model = init_detector('student.py', 'student.pth')
+
+``meta`` keeps the training run's ``dataset_meta`` (class names, palette),
+the student config text (``meta['cfg']``), epoch and iteration, and where the
+student came from.
+"""
+import argparse
+import copy
+import os.path as osp
+from typing import Optional, Tuple
+
+from mmengine.config import Config
+
+import mmkd_channel
+from mmkd_channel.utils import atomic_torch_save, safe_torch_load
+from mmkd_channel.utils.checkpoint import extract_state_dict
+from mmkd_channel.utils.mim import resolve_config_path
+
+#: custom hooks that need a FeatureDistiller; the student config drops them
+DISTILLER_HOOKS = ('TeacherEvalHook', 'DistillStopHook', 'DistillNaNHook')
+#: settings of the distillation run that must not leak into the student's
+RUN_KEYS = ('load_from', 'resume', 'launcher', 'model_wrapper_cfg', 'distill')
+
+
+def student_config(cfg: Config) -> Config:
+    """The host config of the student of a distillation config.
+
+    Args:
+        cfg (Config): A config whose ``model`` is a FeatureDistiller.
+
+    Returns:
+        Config: ``cfg`` with ``model`` replaced by the student model (a
+        student given as a config path is read from that file), without
+        the distillation-only hooks and run settings.
+    """
+    model = cfg.get('model')
+    if model is None or not str(model.get('type',
+                                          '')).endswith('FeatureDistiller'):
+        raise ValueError(
+            'the config does not describe a FeatureDistiller (model.type='
+            f'{None if model is None else model.get("type")!r}); give the '
+            'distillation config with --config')
+    student = model['student']
+    if isinstance(student, str):
+        host = Config.fromfile(resolve_config_path(student))
+        student = copy.deepcopy(host.model)
+        if host.get('default_scope') and '_scope_' not in student:
+            student['_scope_'] = host.default_scope
+    else:
+        student = copy.deepcopy(student)
+    if model.get('data_preprocessor') is not None:
+        student['data_preprocessor'] = copy.deepcopy(
+            model['data_preprocessor'])
+    out = copy.deepcopy(cfg)
+    out.model = student
+    for key in RUN_KEYS:
+        out.pop(key, None)
+    hooks = [
+        h for h in (out.get('custom_hooks') or [])
+        if not any(n in str(h.get('type', '')) for n in DISTILLER_HOOKS)
+    ]
+    if 'custom_hooks' in out:
+        out.custom_hooks = hooks
+    return out
+
+
+def split_state_dict(state_dict: dict) -> Tuple[dict, list]:
+    """(student weights with ``student.`` stripped, dropped keys)."""
+    student, dropped = {}, []
+    for key, value in state_dict.items():
+        if key.startswith('student.'):
+            student[key[len('student.'):]] = value
+        else:
+            dropped.append(key)
+    if not student:
+        raise ValueError(
+            'the checkpoint has no `student.*` weights: it is not a '
+            f'FeatureDistiller checkpoint (first keys: {list(state_dict)[:5]})'
+        )
+    return student, dropped
+
+
+def export_student(checkpoint: str,
+                   out: str,
+                   config: Optional[str] = None,
+                   out_config: Optional[str] = None) -> dict:
+    """Write the student of ``checkpoint`` to ``out`` (and its config).
+
+    Args:
+        checkpoint (str): A FeatureDistiller checkpoint (training run).
+        out (str): Output checkpoint path.
+        config (str, optional): The distillation config; defaults to the
+            config stored in the checkpoint's ``meta['cfg']``.
+        out_config (str, optional): Where to write the student config;
+            defaults to ``out`` with a ``.py`` suffix. ``''`` skips it.
+
+    Returns:
+        dict: What was written (``state_dict`` and ``meta``), plus
+        ``dropped`` (the keys left out) and ``config_path``.
+    """
+    ckpt = safe_torch_load(checkpoint, map_location='cpu')
+    student_sd, dropped = split_state_dict(extract_state_dict(ckpt))
+    meta = dict(ckpt.get('meta') or {}) if isinstance(ckpt, dict) else {}
+    if config is not None:
+        cfg = Config.fromfile(config)
+    elif meta.get('cfg'):
+        cfg = Config.fromstring(meta['cfg'], file_format='.py')
+    else:
+        raise ValueError(
+            f'{checkpoint!r} stores no config (meta.cfg); give the '
+            'distillation config with --config')
+    distill_model = cfg.model
+    host_cfg = student_config(cfg)
+    out_meta = {
+        k: meta[k]
+        for k in ('dataset_meta', 'epoch', 'iter', 'seed', 'experiment_name',
+                  'mmengine_version') if k in meta
+    }
+    teacher = distill_model.get('teacher')
+    out_meta.update(
+        cfg=host_cfg.pretty_text,
+        mmkd_channel_version=mmkd_channel.__version__,
+        distilled=dict(
+            source=osp.abspath(checkpoint),
+            teacher=teacher if isinstance(teacher, str) else
+            (teacher or {}).get('type'),
+            teacher_ckpt=distill_model.get('teacher_ckpt')))
+    result = dict(meta=out_meta, state_dict=student_sd)
+    atomic_torch_save(result, out)
+    if out_config is None:
+        out_config = osp.splitext(out)[0] + '.py'
+    if out_config:
+        host_cfg.dump(out_config)
+    return dict(result, dropped=dropped, config_path=out_config or None)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Export the student of a distillation checkpoint')
+    parser.add_argument('checkpoint', help='FeatureDistiller checkpoint')
+    parser.add_argument('out', help='output checkpoint of the student')
+    parser.add_argument(
+        '--config',
+        help='the distillation config (default: the one in the checkpoint)')
+    parser.add_argument(
+        '--out-config',
+        help='where to write the student config (default: OUT as .py; '
+        "'' to skip)")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    result = export_student(args.checkpoint, args.out, args.config,
+                            args.out_config)
+    print(f'student: {len(result["state_dict"])} tensors -> {args.out}; '
+          f'dropped {len(result["dropped"])} distillation keys; config -> '
+          f'{result["config_path"]}')
+
+
+if __name__ == '__main__':
+    main()
