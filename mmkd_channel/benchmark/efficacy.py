@@ -132,7 +132,8 @@ def set_schedule(cfg: Config,
                  warmup_epochs: int = 1,
                  checkpoint: bool = False,
                  log_interval: int = 10,
-                 clip_grad: Optional[dict] = None) -> None:
+                 clip_grad: Optional[dict] = None,
+                 weight_decay: Optional[float] = None) -> None:
     """Cosine schedule with a linear warm-up over ``epochs`` epochs.
 
     The host's optimizer type, momentum and weight decay are kept; only the
@@ -146,8 +147,11 @@ def set_schedule(cfg: Config,
         checkpoint (bool): Save the final checkpoint (teachers need it).
         log_interval (int): Iterations between log lines.
         clip_grad (dict, optional): Gradient clipping (else none).
+        weight_decay (float, optional): Replaces the host's weight decay.
     """
     cfg.optim_wrapper.optimizer.lr = lr
+    if weight_decay is not None:
+        cfg.optim_wrapper.optimizer.weight_decay = weight_decay
     cfg.optim_wrapper.pop('clip_grad', None)
     if clip_grad:
         cfg.optim_wrapper.clip_grad = clip_grad
@@ -397,7 +401,8 @@ class Task:
             self.settings['teacher_lr'],
             checkpoint=True,
             log_interval=self.log_interval(),
-            clip_grad=self.clip_grad)
+            clip_grad=self.clip_grad,
+            weight_decay=self.settings.get('weight_decay'))
         return cfg
 
     def build_plain_cfg(self, seed: int) -> Config:
@@ -414,7 +419,8 @@ class Task:
             self.settings['epochs'],
             self.settings['lr'],
             log_interval=self.log_interval(),
-            clip_grad=self.clip_grad)
+            clip_grad=self.clip_grad,
+            weight_decay=self.settings.get('weight_decay'))
 
     def iters(self) -> int:
         """Training iterations per epoch."""
@@ -531,10 +537,11 @@ class DigitsTask(Task):
         widen_factor=0.5,
         batch_size=32,
         epochs=40,
-        lr=0.1,
-        teacher_epochs=40,
-        teacher_lr=0.1,
-        cwt_weight=None,
+        lr=0.05,
+        weight_decay=5e-4,
+        teacher_epochs=60,
+        teacher_lr=0.05,
+        cwt_weight=20.0,
         val_per_class=None)
     quick_defaults = dict(
         num_train=40,
@@ -609,7 +616,8 @@ class DigitsTask(Task):
             f"teacher ResNet-18 ({s['teacher_epochs']} epochs, trained "
             f"once); student MobileNetV1 {s['widen_factor']}x; "
             f"{s['epochs']} epochs, batch {s['batch_size']}, SGD lr "
-            f"{s['lr']}, cosine",
+            f"{s['lr']}, weight decay {s['weight_decay']}, cosine; CWT "
+            f"loss weight {s['cwt_weight']}",
         ]
 
 

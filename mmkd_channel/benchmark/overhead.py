@@ -11,8 +11,9 @@ In one process and on the same synthetic batches it times
   sets ``truncate_teacher=False``);
 * (b') ``teacher_full``: the same without truncation;
 * (d) ``losses``: the distillation terms alone, connectors and losses
-  forward and backward on recorded features (the method's own compute,
-  which no implementation of that method avoids);
+  forward and backward on recorded features plus the optimizer step over
+  the connectors' parameters (the method's own compute, which no
+  implementation of that method avoids);
 * (c) ``distill``: the distiller's full train step,
 
 interleaved (a, b, b', d, c, then b, b', d, c, a, ...: the order rotates
@@ -51,7 +52,7 @@ PHASE_LABELS = {
     'student': '(a) student step',
     'teacher': '(b) teacher fwd',
     'teacher_full': "(b') teacher fwd, no truncation",
-    'losses': '(d) distill terms fwd+bwd',
+    'losses': '(d) distill terms fwd+bwd+step',
     'distill': '(c) distill step',
 }
 TIMERS = {'wall': time.perf_counter, 'process': time.process_time}
@@ -237,7 +238,7 @@ class OverheadBenchmark:
     Args:
         config (str): Distillation config (path or ``mmkd_channel::``).
         img_size (tuple, optional): ``(H, W)``; default by host kind
-            (:data:`DEFAULT_SIZES`, or the config's ``check_input_shape``).
+            (:data:`DEFAULT_SIZES`; 32x32 for CIFAR backbones).
         batch_size (int): Images per batch.
         num_batches (int): Distinct batches, cycled through.
         lr (float): Learning rate of both optimizers (see module doc).
@@ -295,7 +296,13 @@ class OverheadBenchmark:
         optim_cfg.optimizer.lr = lr
         self.optim_student = build_optim_wrapper(self.student,
                                                  copy.deepcopy(optim_cfg))
-        self.optim_distill = build_optim_wrapper(self.distiller, optim_cfg)
+        self.optim_distill = build_optim_wrapper(self.distiller,
+                                                 copy.deepcopy(optim_cfg))
+        # (d) steps the connectors' parameters as (c) does (none for CWD/KD)
+        pairs = self.distiller.distill_pairs
+        self.optim_terms = None
+        if any(p.requires_grad for p in pairs.parameters()):
+            self.optim_terms = build_optim_wrapper(pairs, optim_cfg)
         self.truncate = bool(self.distiller.truncate_teacher)
 
         num_classes = _num_classes(student_cfg)
@@ -353,7 +360,8 @@ class OverheadBenchmark:
 
     def distill_terms(self, i: int) -> None:
         """Connectors + losses forward and backward on batch ``i``'s
-        recorded features (student features as fresh leaves)."""
+        recorded features (student features as fresh leaves), then the
+        connectors' optimizer step."""
         s_out, t_out = self.features[i]
         samples = self.preprocessed[i]['data_samples']
         total = 0
@@ -361,6 +369,8 @@ class OverheadBenchmark:
             s = _leaf(s_out[pair.student_path])
             total = total + pair(s, t_out[pair.teacher_path], samples)
         total.backward()
+        if self.optim_terms is not None:
+            self.optim_terms.step()
         self.distiller.distill_pairs.zero_grad(set_to_none=True)
 
     def prepare(self, phase: str, i: int):

@@ -102,9 +102,20 @@ def test_phases_train_only_their_models(tiny_bench):
                    for a, p in zip(d0, b.distiller.student.parameters()))
         for phase in ('teacher', 'teacher_full'):
             b.run(phase, b.prepare(phase, 1))
+        # (d) steps the connector (as (c) does), never the student
+        b.optim_terms.optimizer.param_groups[0]['lr'] = 0.1
+        c0 = [p.clone() for p in b.distiller.distill_pairs.parameters()]
+        d1 = [p.clone() for p in b.distiller.student.parameters()]
+        b.run('losses', b.prepare('losses', 0))
+        assert any(not torch.equal(a, p)
+                   for a, p in zip(c0, b.distiller.distill_pairs.parameters()))
+        assert all(
+            torch.equal(a, p)
+            for a, p in zip(d1, b.distiller.student.parameters()))
     finally:
         b.optim_student.optimizer.param_groups[0]['lr'] = 0.0
         b.optim_distill.optimizer.param_groups[0]['lr'] = 0.0
+        b.optim_terms.optimizer.param_groups[0]['lr'] = 0.0
     assert all(
         torch.equal(a, p)
         for a, p in zip(teacher_before, b.distiller.teacher.parameters()))

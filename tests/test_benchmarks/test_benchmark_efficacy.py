@@ -9,9 +9,9 @@ import pytest
 from mmengine.config import Config
 
 from mmkd_channel.benchmark.efficacy import (PLAIN, TEACHER, CityscapesTask,
-                                             CocoTask, RunResult, bar_chart,
-                                             markdown_table, parse_settings,
-                                             summarize)
+                                             CocoTask, DigitsTask, RunResult,
+                                             bar_chart, markdown_table,
+                                             parse_settings, summarize)
 
 
 def load_tool(repo_root, name):
@@ -127,6 +127,11 @@ def test_quick_digits_cli_writes_report_and_caches(repo_root, tmp_path):
     cfg = Config.fromfile(str(out / 'digits' / 'cwt' / 'seed1' / 'config.py'))
     assert cfg.model.type == 'mmkd_channel.FeatureDistiller'
     assert cfg.model.teacher_ckpt.endswith('epoch_1.pth')
+    # the digits settings reach the run: CWT's alpha and the weight decay
+    assert cfg.model.distill.last_stage.loss.loss_weight == \
+        DigitsTask.defaults['cwt_weight']
+    assert cfg.optim_wrapper.optimizer.weight_decay == \
+        DigitsTask.defaults['weight_decay']
 
     again = tool.main(argv)  # same configs: every run is reused
     assert all(r.cached for r in again['digits']['runs'])
