@@ -1058,8 +1058,10 @@ def bar_chart(rows: Sequence[dict], path: str, title: str,
         label = f"{r['mean']:.1f}"
         if r['gain'] is not None:
             label += f"\n{r['gain']:+.1f}"
+        top = max([r['mean'] + (r['std'] or 0)] +
+                  [v for v in r['values'] if math.isfinite(v)])
         ax.annotate(
-            label, (i, r['mean'] + (r['std'] or 0)),
+            label, (i, top),
             textcoords='offset points',
             xytext=(0, 4),
             ha='center',
@@ -1117,9 +1119,10 @@ def write_report(report: Dict[str, dict],
     for name, entry in report.items():
         task: Task = entry['task']
         rows = summarize(entry['runs'], methods)
-        png = bar_chart(rows, osp.join(out_dir, f'{name}.png'),
-                        f'{name}: mean +- std over seeds (dots: seeds)',
-                        task.metric_label)
+        png = bar_chart(
+            rows, osp.join(out_dir, f'{name}.png'),
+            f'{name}: mean +- std over seeds (dots: seeds; '
+            'labels: mean, gain over plain)', task.metric_label)
         md += [f'## {name}', ''] + [f'- {d}' for d in task.describe()]
         md += [f"- wall time of the task: {entry['time'] / 60:.1f} min", '']
         md += [markdown_table(rows, task.metric_label), '']
