@@ -136,8 +136,9 @@ def set_schedule(cfg: Config,
                  weight_decay: Optional[float] = None) -> None:
     """Cosine schedule with a linear warm-up over ``epochs`` epochs.
 
-    The host's optimizer type, momentum and weight decay are kept; only the
-    learning rate changes. One validation, at the end.
+    The host's optimizer type and momentum are kept, and its weight decay
+    unless ``weight_decay`` is given; the learning rate changes. One
+    validation, at the end.
 
     Args:
         cfg (Config): The config, modified in place.
