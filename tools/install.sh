@@ -31,7 +31,9 @@ pip() { "$VENV/bin/python" -m pip --disable-pip-version-check "$@"; }
 
 log "torch and build tools"
 pip install -q --upgrade pip
-pip install -q -r "$ROOT/requirements/torch.txt" "setuptools<80" wheel ninja
+# setuptools >= 64 for PEP 660 editable installs (pip >= 25.3 has no other
+# way); < 80 keeps pkg_resources, which mmcv's setup.py imports.
+pip install -q -r "$ROOT/requirements/torch.txt" "setuptools>=64,<80" wheel ninja
 
 mmcv_wheel=$(ls "$CACHE"/mmcv-2.1.0-*.whl 2>/dev/null | head -n1 || true)
 if [ -z "$mmcv_wheel" ]; then
@@ -57,6 +59,8 @@ pip install -q "$mmcv_wheel" -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requi
 log "mmdet, mmsegmentation, mmpretrain (--no-deps: they would resolve another mmcv)"
 pip install -q --no-deps -r "$ROOT/requirements/hosts.txt"
 log "mmkd_channel (editable)"
+# openmim pulls openxlab, which pins setuptools 60 (no PEP 660): restore it.
+pip install -q "setuptools>=64,<80"
 pip install -q --no-deps --no-build-isolation -e "$ROOT"
 "$VENV/bin/python" -c "import mmcv.ops, mmdet, mmseg, mmpretrain, mmkd_channel"
 echo "$want" > "$VENV/.mmkd_stamp"
