@@ -57,10 +57,8 @@ fi
 log "mmcv, mmengine and runtime dependencies"
 pip install -q "$mmcv_wheel" -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt"
 log "mmdet, mmsegmentation, mmpretrain (--no-deps: they would resolve another mmcv)"
-pip install -q --no-deps -r "$ROOT/requirements/hosts.txt"
+pip install -q --no-deps -r "$ROOT/requirements/hosts.txt" -r "$ROOT/requirements/tests-nodeps.txt"
 log "mmkd_channel (editable)"
-# openmim pulls openxlab, which pins setuptools 60 (no PEP 660): restore it.
-pip install -q "setuptools>=64,<80"
 pip install -q --no-deps --no-build-isolation -e "$ROOT"
 "$VENV/bin/python" -c "import mmcv.ops, mmdet, mmseg, mmpretrain, mmkd_channel"
 echo "$want" > "$VENV/.mmkd_stamp"
