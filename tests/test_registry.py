@@ -38,7 +38,7 @@ def test_custom_imports(tmp_path):
 
 
 def test_package_configs_reachable_with_double_colon(repo_root, tmp_path):
-    rel = 'cwt/cwt_frcnn-r101-frcnn-r50_fpn_2x_coco.py'
+    rel = 'cwt/cwt_fpn_faster-rcnn_r101_faster-rcnn_r50_8xb2-2x_coco.py'
     full = resolve_config_path(f'mmkd_channel::{rel}')
     assert osp.samefile(full, osp.join(repo_root, 'configs', rel))
     path = tmp_path / 'child.py'
@@ -53,5 +53,6 @@ def test_package_configs_reachable_with_double_colon(repo_root, tmp_path):
 def test_mmengine_hub_get_config():
     from mmengine.hub import get_config
     cfg = get_config(
-        'mmkd_channel::cwt/cwt_frcnn-r101-frcnn-r50_fpn_2x_coco.py')
+        'mmkd_channel::cwt/'
+        'cwt_fpn_faster-rcnn_r101_faster-rcnn_r50_8xb2-2x_coco.py')
     assert cfg.model.type == 'mmkd_channel.FeatureDistiller'

@@ -10,8 +10,8 @@ MMEngine's Runner
   2. the plain student: this project's MobileNetV1 0.5x
      (configs/mobilenet_v1/mobilenet-v1_8xb32_in1k.py),
   3. the CWT student: the shipped
-     configs/cwt/cwt_r50-mbv1_last-stage_100e_in1k.py with the teacher of
-     step 1 and the student of step 2, same schedule,
+     configs/cwt/cwt_last-stage_resnet50_mobilenet-v1_8xb32-100e_in1k.py
+     with the teacher of step 1 and the student of step 2, same schedule,
 
 and ends with their top-1 accuracies, the gain and the time. Nothing is
 downloaded. ``--quick`` runs a seconds-long version on a tiny subset.

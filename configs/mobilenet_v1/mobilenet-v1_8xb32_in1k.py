@@ -1,5 +1,5 @@
 # MobileNetV1 1.0x on ImageNet-1K (8 GPUs x 32 images), the student baseline
-# of configs/cwt/cwt_r50-mbv1_last-stage_100e_in1k.py.
+# of configs/cwt/cwt_last-stage_resnet50_mobilenet-v1_8xb32-100e_in1k.py.
 _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs32_pil_resize.py',
     'mmpretrain::_base_/schedules/imagenet_bs256_coslr.py',

@@ -515,15 +515,25 @@ class DigitsTask(Task):
     teacher_config = 'mmpretrain::resnet/resnet18_8xb32_in1k.py'
     student_config = 'mmkd_channel::mobilenet_v1/mobilenet-v1_8xb32_in1k.py'
     methods = {
-        'cwt': ['mmkd_channel::cwt/cwt_r50-mbv1_last-stage_100e_in1k.py'],
-        'ofd': ['mmkd_channel::ofd/ofd_r50-mbv1_4-stages_100e_in1k.py'],
+        'cwt': [
+            'mmkd_channel::cwt/'
+            'cwt_last-stage_resnet50_mobilenet-v1_8xb32-100e_in1k.py'
+        ],
+        'ofd': [
+            'mmkd_channel::ofd/'
+            'ofd_4-stages_resnet50_mobilenet-v1_8xb32-100e_in1k.py'
+        ],
         'sakd': [
-            'mmkd_channel::sakd/sakd_r50-mbv1_last-stage_100e_in1k.py',
-            'mmkd_channel::sakd/sakd_r50-r18_last-stage_200e_cifar100.py'
+            'mmkd_channel::sakd/'
+            'sakd_last-stage_resnet50_mobilenet-v1_8xb32-100e_in1k.py',
+            'mmkd_channel::sakd/'
+            'sakd_last-stage_resnet50_resnet18_8xb16-200e_cifar100.py'
         ],
         'kd': [
-            'mmkd_channel::kd/kd_r50-mbv1_logits_100e_in1k.py',
-            'mmkd_channel::kd/kd_r50-r18_logits_200e_cifar100.py'
+            'mmkd_channel::kd/'
+            'kd_logits_resnet50_mobilenet-v1_8xb32-100e_in1k.py',
+            'mmkd_channel::kd/'
+            'kd_logits_resnet50_resnet18_8xb16-200e_cifar100.py'
         ],
     }
     not_applicable = {
@@ -640,8 +650,14 @@ class CocoTask(Task):
     teacher_config = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
     student_config = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_2x_coco.py'
     methods = {
-        'cwt': ['mmkd_channel::cwt/cwt_frcnn-r101-frcnn-r50_fpn_2x_coco.py'],
-        'cwd': ['mmkd_channel::cwd/cwd_frcnn-r101-frcnn-r50_fpn_2x_coco.py'],
+        'cwt': [
+            'mmkd_channel::cwt/'
+            'cwt_fpn_faster-rcnn_r101_faster-rcnn_r50_8xb2-2x_coco.py'
+        ],
+        'cwd': [
+            'mmkd_channel::cwd/'
+            'cwd_fpn_faster-rcnn_r101_faster-rcnn_r50_8xb2-2x_coco.py'
+        ],
     }
     not_applicable = {
         'ofd': 'no shipped detection config',
@@ -718,20 +734,20 @@ class CityscapesTask(Task):
                       'pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py')
     methods = {
         'cwt': [
-            'mmkd_channel::cwt/cwt_pspnet-r101-pspnet-r18_last-stage_'
-            '80k_cityscapes-512x1024.py'
+            'mmkd_channel::cwt/cwt_last-stage_'
+            'pspnet_r101-d8_pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py'
         ],
         'cwd': [
-            'mmkd_channel::cwd/cwd_pspnet-r101-pspnet-r18_logits_'
-            '80k_cityscapes-512x1024.py'
+            'mmkd_channel::cwd/cwd_logits_'
+            'pspnet_r101-d8_pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py'
         ],
         'ofd': [
-            'mmkd_channel::ofd/ofd_pspnet-r101-pspnet-r18_4-stages_'
-            '80k_cityscapes-512x1024.py'
+            'mmkd_channel::ofd/ofd_4-stages_'
+            'pspnet_r101-d8_pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py'
         ],
         'kd': [
-            'mmkd_channel::kd/kd_pspnet-r101-pspnet-r18_logits_'
-            '80k_cityscapes-512x1024.py'
+            'mmkd_channel::kd/kd_logits_'
+            'pspnet_r101-d8_pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py'
         ],
     }
     not_applicable = {

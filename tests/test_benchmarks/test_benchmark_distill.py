@@ -12,7 +12,7 @@ from mmkd_channel.benchmark.overhead import (PHASES, OverheadBenchmark,
                                              measure_memory,
                                              measure_memory_in_process)
 
-CWT_CLS = 'configs/cwt/cwt_r50-mbv1_last-stage_100e_in1k.py'
+CWT_CLS = 'configs/cwt/cwt_last-stage_resnet50_mobilenet-v1_8xb32-100e_in1k.py'
 # the shipped MobileNetV1 <- ResNet-50 config shrunk to MobileNetV1 0.25x
 # <- ResNet-18, through --cfg-options as a user would
 TINY_OPTIONS = [
@@ -79,7 +79,10 @@ def test_cli_writes_json_and_table(repo_root, tmp_path, monkeypatch):
     assert math.isfinite(r['ratio_paired'])
 
     table = format_tables(data['results'])
-    rows = [ln for ln in table.splitlines() if ln.startswith('| cwt_r50-mbv1')]
+    rows = [
+        ln for ln in table.splitlines()
+        if ln.startswith('| cwt_last-stage_resnet50')
+    ]
     assert len(rows) == 1 and rows[0].count('|') == 12
 
 

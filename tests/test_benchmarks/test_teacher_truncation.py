@@ -10,7 +10,7 @@ from mmengine.runner import Runner
 
 from mmkd_channel.testing.tiny_configs import tiny_det_config
 
-CONFIG = 'configs/cwt/cwt_frcnn-r101-frcnn-r50_fpn_2x_coco.py'
+CONFIG = 'configs/cwt/cwt_fpn_faster-rcnn_r101_faster-rcnn_r50_8xb2-2x_coco.py'
 
 
 def count_calls(module: torch.nn.Module) -> tuple:

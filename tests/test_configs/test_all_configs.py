@@ -7,6 +7,7 @@ ship without passing these tests.
 import glob
 import math
 import os.path as osp
+import re
 
 import pytest
 from mmengine.config import Config
@@ -49,6 +50,33 @@ def is_distill(cfg: Config) -> bool:
     return cfg.model.type == 'mmkd_channel.FeatureDistiller'
 
 
+def check_distill_name(path: str, cfg: Config) -> None:
+    """OpenMMLab's distillation naming, checked against the config itself.
+
+    ``{algorithm}_{location}_{teacher}_{student}_{NxbM}-{schedule}_{dataset}``
+    in the method's folder (``configs/cwt/cwt_...``), where ``M`` is the
+    training batch per GPU, ``N * M`` the host's reference batch
+    (``auto_scale_lr``) and the schedule the length of training.
+    """
+    fields = osp.basename(path)[:-3].split('_')
+    assert fields[0] == osp.basename(osp.dirname(path)), path
+    # algorithm, location, >= 1 field each for teacher and student, NxbM-
+    # schedule, dataset
+    assert len(fields) >= 6, f'{path}: too few fields for the convention'
+    match = re.fullmatch(r'(\d+)xb(\d+)-(\d+)(e|x|k)', fields[-2])
+    assert match, f'{path}: {fields[-2]!r} is not NxbM-schedule'
+    gpus, per_gpu, length, unit = match.groups()
+    assert int(per_gpu) == cfg.train_dataloader.batch_size, path
+    if cfg.get('auto_scale_lr'):
+        assert int(gpus) * int(per_gpu) == \
+            cfg.auto_scale_lr.base_batch_size, path
+    if unit == 'k':
+        assert cfg.train_cfg.max_iters == int(length) * 1000, path
+    else:
+        epochs = int(length) * (12 if unit == 'x' else 1)
+        assert cfg.train_cfg.max_epochs == epochs, path
+
+
 def test_configs_are_found():
     assert len(CONFIGS) >= 6
     assert 'configs/mobilenet_v1/mobilenet-v1_8xb32_in1k.py' in CONFIGS
@@ -62,11 +90,7 @@ def test_config_loads(path):
         'to mmkd_channel/testing and to TINY here')
     if not is_distill(cfg):
         return
-    # <method>_<teacher>-<student>_<where>_<schedule>_<dataset>.py, with
-    # the method's folder: configs/cwt/cwt_...
-    fields = osp.basename(path)[:-3].split('_')
-    assert len(fields) >= 5 and '-' in fields[1], path
-    assert fields[0] == osp.basename(osp.dirname(path)), path
+    check_distill_name(path, cfg)
     with open(osp.join(REPO, path)) as f:
         code = [
             ln for ln in f if ln.strip() and not ln.strip().startswith('#')

@@ -10,8 +10,8 @@ from mmengine.registry import DefaultScope
 from mmkd_channel.registry import MODELS
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-CONFIG = ('configs/cwt/'
-          'cwt_pspnet-r101-pspnet-r18_last-stage_80k_cityscapes-512x1024.py')
+CONFIG = ('configs/cwt/cwt_last-stage_pspnet_r101-d8_pspnet_r18-d8_'
+          '4xb2-80k_cityscapes-512x1024.py')
 
 
 def build_with(distill: dict):

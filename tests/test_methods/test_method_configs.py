@@ -29,7 +29,8 @@ def samples(*labels):
 
 
 def test_ofd_r50_mbv1_takes_pre_relu_stage_ends_and_teacher_margins():
-    model = build('configs/ofd/ofd_r50-mbv1_4-stages_100e_in1k.py')
+    model = build(
+        'configs/ofd/ofd_4-stages_resnet50_mobilenet-v1_8xb32-100e_in1k.py')
     teacher = model.teacher
     blocks = ['layer1.2', 'layer2.3', 'layer3.5', 'layer4.2']
     weights = [1 / 8e4, 1 / 4e4, 1 / 2e4, 1e-4]
@@ -68,7 +69,8 @@ def test_ofd_r50_mbv1_takes_pre_relu_stage_ends_and_teacher_margins():
 
 
 def test_sakd_cifar_labels_reach_the_classification_branch():
-    model = build('configs/sakd/sakd_r50-r18_last-stage_200e_cifar100.py')
+    model = build('configs/sakd/'
+                  'sakd_last-stage_resnet50_resnet18_8xb16-200e_cifar100.py')
     pair = model.distill_pairs['last_stage']
     assert sum(p.numel() for p in pair.connector.parameters()) == 0
     assert pair.loss.fc.in_features == 16

@@ -8,7 +8,7 @@ from mmengine.runner import Runner
 from mmkd_channel.testing.tiny_configs import tiny_det_config
 from mmkd_channel.utils import safe_torch_load
 
-CONFIG = 'configs/cwt/cwt_frcnn-r101-frcnn-r50_fpn_2x_coco.py'
+CONFIG = 'configs/cwt/cwt_fpn_faster-rcnn_r101_faster-rcnn_r50_8xb2-2x_coco.py'
 
 
 def build_cfg(repo_root, coco_data, work_dir, max_epochs):

@@ -9,7 +9,7 @@ from mmkd_toy import MMDET_TRAIN, subprocess_env
 
 from mmkd_channel.testing.tiny_configs import tiny_det_config
 
-FRCNN = 'configs/cwt/cwt_frcnn-r101-frcnn-r50_fpn_2x_coco.py'
+FRCNN = 'configs/cwt/cwt_fpn_faster-rcnn_r101_faster-rcnn_r50_8xb2-2x_coco.py'
 
 
 @pytest.fixture(scope='session')

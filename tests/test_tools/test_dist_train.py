@@ -21,7 +21,7 @@ from mmkd_toy import REPO, free_port, subprocess_env, toy_config
 from mmkd_channel.testing.tiny_configs import tiny_det_config
 from mmkd_channel.utils import safe_torch_load
 
-FRCNN = 'configs/cwt/cwt_frcnn-r101-frcnn-r50_fpn_2x_coco.py'
+FRCNN = 'configs/cwt/cwt_fpn_faster-rcnn_r101_faster-rcnn_r50_8xb2-2x_coco.py'
 # Loss / weight agreement of 2 processes x batch 1 with 1 process x batch 2
 # (toy task without BN, mean-reduced losses of equal-sized samples, SGD):
 # the two runs compute the same mathematical quantities and differ only in

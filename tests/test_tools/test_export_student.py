@@ -19,9 +19,9 @@ from mmkd_channel.testing.tiny_configs import tiny_cls_config, tiny_seg_config
 from mmkd_channel.utils import safe_torch_load
 
 TOOL = osp.join(REPO, 'tools', 'model_converters', 'export_student.py')
-SEG = ('configs/cwt/cwt_pspnet-r101-pspnet-r18_last-stage_80k_'
-       'cityscapes-512x1024.py')
-CLS = 'configs/cwt/cwt_r50-mbv1_last-stage_100e_in1k.py'
+SEG = ('configs/cwt/cwt_last-stage_pspnet_r101-d8_pspnet_r18-d8_'
+       '4xb2-80k_cityscapes-512x1024.py')
+CLS = 'configs/cwt/cwt_last-stage_resnet50_mobilenet-v1_8xb32-100e_in1k.py'
 
 
 def load_tool():

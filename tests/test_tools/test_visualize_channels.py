@@ -16,7 +16,7 @@ from mmkd_channel.models.distillers.feature_distiller import _Pair
 from mmkd_channel.testing.tiny_configs import tiny_det_config
 
 TOOL = 'tools/analysis_tools/visualize_channels.py'
-CONFIG = 'configs/cwt/cwt_frcnn-r101-frcnn-r50_fpn_2x_coco.py'
+CONFIG = 'configs/cwt/cwt_fpn_faster-rcnn_r101_faster-rcnn_r50_8xb2-2x_coco.py'
 
 
 @pytest.fixture(scope='module')

@@ -10,7 +10,8 @@ memory of (a), (b) and (c). See ``mmkd_channel/benchmark/overhead.py``.
 
 Examples:
     python tools/analysis_tools/benchmark_distill.py \\
-        configs/cwt/cwt_frcnn-r101-frcnn-r50_fpn_2x_coco.py --iters 30
+        configs/cwt/cwt_fpn_faster-rcnn_r101_faster-rcnn_r50_8xb2-2x_coco.py \\
+        --iters 30
     python tools/analysis_tools/benchmark_distill.py configs/cwd/*.py \\
         --img-size 128 256 --json work_dirs/overhead.json
 """

@@ -15,7 +15,8 @@ two panels:
 Example::
 
     python tools/analysis_tools/plot_distill_curves.py \\
-        work_dirs/cwt_frcnn-r101-frcnn-r50_fpn_2x_coco --out curves.png
+        work_dirs/cwt_fpn_faster-rcnn_r101_faster-rcnn_r50_8xb2-2x_coco \\
+        --out curves.png
 
 By default the latest run of the work directory is read; ``--all-runs``
 joins every run (e.g. a training resumed several times), later runs

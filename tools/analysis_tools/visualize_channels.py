@@ -19,7 +19,7 @@ figure shows, for the top-k teacher channels (by mean activation energy
 Example::
 
     python tools/analysis_tools/visualize_channels.py \\
-        configs/cwt/cwt_frcnn-r101-frcnn-r50_fpn_2x_coco.py \\
+        configs/cwt/cwt_fpn_faster-rcnn_r101_faster-rcnn_r50_8xb2-2x_coco.py \\
         --checkpoint work_dirs/cwt_frcnn.../epoch_24.pth \\
         --img demo.jpg --out channels.png --level 1 --topk 4
 
