@@ -19,7 +19,7 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
-from mmkd_toy import REPO, subprocess_env, toy_config
+from mmkd_toy import REPO, MMKDToyNet, subprocess_env, toy_config
 
 from mmkd_channel.utils import safe_torch_load
 
@@ -117,13 +117,24 @@ def host_randomness(host: str):
 
 
 def seedless_config(work_dir, host: str, by_epoch: bool, hooks=()):
-    """The toy task with a host runtime's randomness left as it is."""
+    """The toy task with a host runtime's randomness left as it is.
+
+    The teacher comes from a checkpoint, as in real use: a randomly
+    initialised teacher would differ between processes that draw their
+    own seeds (it is never in the student's checkpoints).
+    """
+    teacher = osp.join(osp.dirname(str(work_dir)), 'teacher.pth')
+    if not osp.isfile(teacher):
+        torch.manual_seed(1)
+        torch.save({'state_dict': MMKDToyNet(width=16, bn=True).state_dict()},
+                   teacher)
     cfg = toy_config(
         str(work_dir),
         max_epochs=EPOCHS,
         bn=True,
         augment=True,
-        custom_hooks=list(hooks))
+        custom_hooks=list(hooks),
+        teacher_ckpt=teacher)
     randomness = host_randomness(host)
     if randomness is None:
         cfg.pop('randomness')
