@@ -33,7 +33,7 @@ SCRIPT = textwrap.dedent('''
     except Exception as e:
         print(f'ERROR {type(e).__name__}: {e}', flush=True)
         sys.exit(3)
-    print('LOADED', float(model.head.weight.sum()), flush=True)
+    print('LOADED', float(model.head.weight.detach().sum()), flush=True)
 ''')
 
 
@@ -111,7 +111,7 @@ def test_each_node_downloads_once(teacher_file, tmp_path):
     server, model = teacher_file
     homes = [tmp_path / 'node0', tmp_path / 'node1']
     results = run_two(tmp_path, f'{server.url}/teacher.pth', [0, 0], homes)
-    expected = float(model.head.weight.sum())
+    expected = float(model.head.weight.detach().sum())
     for rc, out in results:
         assert rc == 0, out[-3000:]
         assert f'LOADED {expected}' in out
