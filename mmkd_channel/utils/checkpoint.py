@@ -119,6 +119,8 @@ def check_checkpoint_file(filename: str) -> None:
     """
     if not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint {filename!r} does not exist')
+    if filename.endswith('.safetensors'):
+        return  # torch.load hands these to safetensors: tensors only
     size = osp.getsize(filename)
     if size == 0:
         raise NotACheckpointError(
@@ -377,7 +379,8 @@ def _load_http(filename: str,
     cached = osp.join(model_dir, osp.basename(urlparse(filename).path))
     rank, world_size = get_dist_info()
     error: Optional[Exception] = None
-    if _local_rank() == 0 and not osp.isfile(cached):
+    first_on_node = _local_rank() == 0 or world_size == 1
+    if first_on_node and not osp.isfile(cached):
         try:
             _download(filename, cached, progress)
         except CheckpointDownloadError as e:
