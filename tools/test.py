@@ -55,6 +55,10 @@ def main() -> None:
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
+    if osp.isfile(cfg.work_dir):
+        raise SystemExit(
+            f'work_dir {cfg.work_dir!r} is an existing file, not a '
+            'directory. Give another --work-dir, or move the file away.')
     cfg.load_from = args.checkpoint
     setup_launcher(cfg, args.launcher)
     if 'runner_type' not in cfg:

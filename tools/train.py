@@ -15,7 +15,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mmkd_channel  # noqa: F401  (registers modules, safe loaders, scope)
-from mmkd_channel.utils import setup_launcher
+from mmkd_channel.utils import remove_stale_tmp_files, setup_launcher
 
 
 def parse_args() -> argparse.Namespace:
@@ -53,12 +53,23 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def add_epoch_seed_hook(cfg: Config) -> None:
-    """Append ``EpochSeedHook`` (exact resume) unless the config has it."""
+def add_default_hooks(cfg: Config) -> None:
+    """Append ``EpochSeedHook`` (exact resume) and ``DistillNaNHook`` (no
+    non-finite step reaches the weights) unless the config has them."""
     hooks = list(cfg.get('custom_hooks') or [])
-    if not any('EpochSeedHook' in str(h.get('type', '')) for h in hooks):
-        hooks.append(dict(type='mmkd_channel.EpochSeedHook'))
+    for name in ('EpochSeedHook', 'DistillNaNHook'):
+        if not any(name in str(h.get('type', '')) for h in hooks):
+            hooks.append(dict(type=f'mmkd_channel.{name}'))
     cfg.custom_hooks = hooks
+
+
+def check_work_dir(work_dir: str) -> None:
+    """Fail early, with the fix, if ``work_dir`` is an existing file."""
+    if osp.isfile(work_dir):
+        raise SystemExit(
+            f'work_dir {work_dir!r} is an existing file, not a directory. '
+            'Give another --work-dir (or work_dir in the config), or move '
+            'the file away.')
 
 
 def main() -> None:
@@ -86,12 +97,15 @@ def main() -> None:
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
-    add_epoch_seed_hook(cfg)
+    add_default_hooks(cfg)
+    check_work_dir(cfg.work_dir)
     setup_launcher(cfg, args.launcher)
     if 'runner_type' not in cfg:
         runner = Runner.from_cfg(cfg)
     else:
         runner = RUNNERS.build(cfg)
+    if runner.rank == 0:  # the only rank that saves checkpoints
+        remove_stale_tmp_files(runner.work_dir)
     runner.train()
 
 

@@ -1,58 +1,96 @@
-"""Checkpoint loading that never unpickles arbitrary objects.
+"""Checkpoint loading that executes nothing from the file.
 
-Every checkpoint (teacher weights, ``--resume``, ``load_from``) is read with
-``torch.load(weights_only=True)``. On top of tensors and builtin containers
-we allow exactly the globals MMEngine itself writes into a checkpoint
-(its ``message_hub`` keeps ``HistoryBuffer`` objects holding numpy arrays);
-any other global is refused with :class:`UnsafeCheckpointError`.
+Two readers, both registered with MMEngine's ``CheckpointLoader`` for local
+paths and ``http(s)://`` URLs when :mod:`mmkd_channel` is imported:
 
-Importing :mod:`mmkd_channel` registers these loaders with MMEngine's
-``CheckpointLoader`` for local paths and ``http(s)://`` URLs, which also
-makes ``Runner(resume=True)`` work on torch >= 2.6.
+* weights (``teacher_ckpt``, ``load_from``, ``init_cfg=Pretrained``,
+  ``tools/test.py``, export): :func:`restricted_torch_load` rebuilds
+  tensors, containers and an allowlist, and replaces every other pickled
+  global by an inert placeholder (see :mod:`.restricted_pickle`). Any
+  checkpoint's weights load, including those written by a host's own
+  ``tools/train.py``, and nothing in the file runs.
+* resume (``Runner.resume``, ``--resume``): :func:`safe_torch_load`,
+  ``torch.load(weights_only=True)`` plus the globals MMEngine writes; any
+  other global is refused with :class:`UnsafeCheckpointError`, whose
+  message names ``tools/model_converters/resave_checkpoint.py``.
 
-It also makes MMEngine's checkpoint writes atomic (:func:`atomic_torch_save`):
-a process killed while saving leaves the previous file untouched.
+Config text stored in a checkpoint (``meta['config']``, ``meta['cfg']``,
+``message_hub['runtime_info']['cfg']``) is Python source that MMEngine
+would execute (``Runner.resume``, the inferencers); every checkpoint read
+through ``CheckpointLoader`` arrives without it (:func:`drop_config_text`).
 """
 import builtins
+import contextvars
 import os
 import os.path as osp
 import pickle
 import re
 import uuid
-from typing import Any, List, Optional
+import zipfile
+from contextlib import contextmanager
+from typing import Any, Iterator, List, Optional
+from urllib.error import HTTPError, URLError
 from urllib.parse import urlparse
 
-import numpy as np
 import torch
-from mmengine.dist import barrier, get_dist_info
-from mmengine.fileio import LocalBackend, get_file_backend
-from mmengine.logging import MMLogger
-from mmengine.runner import checkpoint as mmengine_checkpoint
+from mmengine.logging import MMLogger, print_log
 from mmengine.runner.checkpoint import CheckpointLoader
 from torch import nn
+
+from . import restricted_pickle
+from .restricted_pickle import Inert, collect_replaced
+from .save import (_ORIGINAL_SAVE_CHECKPOINT, atomic_torch_save,
+                   register_atomic_save, save_checkpoint)
+
+__all__ = [
+    'UnsafeCheckpointError',
+    'NotACheckpointError',
+    'CheckpointDownloadError',
+    'safe_torch_load',
+    'restricted_torch_load',
+    'check_checkpoint_file',
+    'drop_config_text',
+    'strip_inert',
+    'contains_inert',
+    'resuming',
+    'register_safe_loaders',
+    'extract_state_dict',
+    'load_teacher_checkpoint',
+    # written by .save, kept importable from here
+    '_ORIGINAL_SAVE_CHECKPOINT',
+    'atomic_torch_save',
+    'register_atomic_save',
+    'save_checkpoint'
+]
+
+#: the project's one-line fix for a checkpoint --resume refuses
+RESAVE_COMMAND = ('python tools/model_converters/resave_checkpoint.py '
+                  '{src} {dst}')
+#: config text MMEngine would execute, where it keeps it
+CONFIG_TEXT_KEYS = ('config', 'cfg')
+#: what plain MMEngine pickles for its HistoryBuffer statistics
+HOST_GLOBALS = {'builtins.getattr'}
 
 
 class UnsafeCheckpointError(pickle.UnpicklingError):
     """A checkpoint holds a pickled global outside the allowlist."""
 
 
+class NotACheckpointError(RuntimeError):
+    """A file is empty, truncated or not a PyTorch checkpoint at all."""
+
+
+class CheckpointDownloadError(OSError):
+    """A checkpoint URL could not be fetched."""
+
+
 def mmengine_safe_globals() -> List[Any]:
     """The globals MMEngine writes into training checkpoints."""
     from mmengine.logging.history_buffer import HistoryBuffer
-    allowed: List[Any] = [HistoryBuffer, np.ndarray, np.dtype]
-    # numpy pickles arrays via its (version-specific) reconstruct helpers.
-    try:
-        from numpy.core.multiarray import _reconstruct, scalar
-    except ImportError:  # numpy >= 2 without the legacy alias
-        from numpy._core.multiarray import _reconstruct, scalar
-    allowed += [_reconstruct, scalar]
-    # dtype classes (numpy >= 1.25 pickles dtypes as instances of these)
-    dtypes = getattr(np, 'dtypes', None)
-    if dtypes is not None:
-        allowed += [
-            getattr(dtypes, n) for n in dir(dtypes) if n.endswith('DType')
-        ]
-    return allowed
+
+    # (object, name) pairs: numpy 1 and 2 name the same helpers differently
+    numpy_globals = restricted_pickle._numpy_globals()
+    return [HistoryBuffer] + [(v, k) for k, v in numpy_globals.items()]
 
 
 # torch words it 'Unsupported global: GLOBAL eval ...' (builtins without
@@ -70,66 +108,314 @@ def _global_name(message: str) -> str:
     return name
 
 
-def safe_torch_load(filename: str, map_location: Any = None) -> Any:
-    """``torch.load(weights_only=True)`` plus MMEngine's allowlist.
+def check_checkpoint_file(filename: str) -> None:
+    """Reject, without unpickling, files that cannot be a checkpoint.
 
     Raises:
         FileNotFoundError: if ``filename`` does not exist.
-        UnsafeCheckpointError: if the file pickles a global outside the
-            allowlist (nothing from the file is executed).
-        RuntimeError: if the file is truncated or not a checkpoint.
+        NotACheckpointError: if it is empty, a truncated zip archive, a
+            TorchScript archive (code) or neither a zip nor a pickle (an
+            HTML error page saved as ``.pth``, a text file ...).
     """
-    filename = osp.expanduser(filename)
     if not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint {filename!r} does not exist')
+    if filename.endswith('.safetensors'):
+        return  # torch.load hands these to safetensors: tensors only
+    size = osp.getsize(filename)
+    if size == 0:
+        raise NotACheckpointError(
+            f'{filename!r} is empty (0 bytes): not a PyTorch checkpoint. An '
+            'interrupted download or copy? Fetch the file again.')
+    with open(filename, 'rb') as f:
+        head = f.read(64)
+    if head.startswith(b'PK'):
+        if not zipfile.is_zipfile(filename):
+            raise NotACheckpointError(
+                f'{filename!r} ({size:,} bytes) is a truncated zip archive: '
+                'not a complete PyTorch checkpoint (an interrupted download, '
+                'copy or save). Fetch or copy it again.')
+        with zipfile.ZipFile(filename) as z:
+            names = z.namelist()
+        if any(n.endswith('/constants.pkl') for n in names):
+            raise NotACheckpointError(
+                f'{filename!r} is a TorchScript archive (compiled code), not '
+                'a PyTorch checkpoint of weights; it is not loaded.')
+        if not any(n.endswith('data.pkl') for n in names):
+            raise NotACheckpointError(
+                f'{filename!r} is a zip archive without data.pkl: not a '
+                'PyTorch checkpoint.')
+        return
+    if head[:1] == b'\x80' or osp.getsize(filename) > 262 and _is_tar(
+            filename):
+        return  # legacy torch format (a pickle) or the older tar format
+    shown = head[:32]
+    hint = ' (an HTML page: a login or error page saved instead of the ' \
+        'file?)' if head.lstrip()[:1] == b'<' else ''
+    raise NotACheckpointError(
+        f'{filename!r} ({size:,} bytes) is not a PyTorch checkpoint: it '
+        f'starts with {shown!r}{hint}. Check the path or URL.')
+
+
+def _is_tar(filename: str) -> bool:
+    with open(filename, 'rb') as f:
+        f.seek(257)
+        return f.read(5) == b'ustar'
+
+
+def _damaged(filename: str, error: BaseException) -> NotACheckpointError:
+    return NotACheckpointError(
+        f'checkpoint {filename!r} cannot be read ({type(error).__name__}: '
+        f'{error}); it is truncated or not a PyTorch checkpoint.')
+
+
+def resave_command(filename: str) -> str:
+    """The command that makes ``filename`` resumable."""
+    dst = osp.splitext(filename)[0] + '_safe.pth'
+    return RESAVE_COMMAND.format(src=filename, dst=dst)
+
+
+def safe_torch_load(filename: str, map_location: Any = None) -> Any:
+    """``torch.load(weights_only=True)`` plus MMEngine's allowlist.
+
+    The strict reader: what ``--resume`` uses, since it restores optimizer,
+    scheduler and message-hub objects, not only tensors.
+
+    Raises:
+        FileNotFoundError: if ``filename`` does not exist.
+        NotACheckpointError: if the file is empty, truncated or not a
+            checkpoint.
+        UnsafeCheckpointError: if the file pickles a global outside the
+            allowlist (nothing from the file is executed).
+    """
+    filename = osp.expanduser(filename)
+    check_checkpoint_file(filename)
     try:
         with torch.serialization.safe_globals(mmengine_safe_globals()):
             return torch.load(
                 filename, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        if 'Weights only load failed' not in str(e) and \
-                not _UNSUPPORTED.search(str(e)):
-            raise RuntimeError(  # a damaged pickle, not a refused one
-                f'checkpoint {filename!r} cannot be read ({e}); it may be '
-                'truncated or not a PyTorch checkpoint.') from None
+        if not _UNSUPPORTED.search(str(e)):
+            raise _damaged(filename, e) from None
         name = _global_name(str(e))
         raise UnsafeCheckpointError(
-            f'refusing to load checkpoint {filename!r}: it pickles '
-            f'{name}, which is not among the globals MMEngine writes '
-            '(tensors, containers, HistoryBuffer, numpy arrays). Loading it '
-            'could execute code. Re-save its state_dict with plain tensors '
-            'from a trusted environment (a resume checkpoint written by '
-            'MMEngine without mmkd_channel imported pickles '
-            "builtins.getattr; re-save it with 'mmkd_channel' imported)."
-        ) from None
-    except (RuntimeError, EOFError, OSError, KeyError, ValueError,
-            IndexError) as e:  # what torch raises for damaged files
-        raise RuntimeError(
-            f'checkpoint {filename!r} cannot be read ({e}); it may be '
-            'truncated or not a PyTorch checkpoint.') from None
+            f'refusing to load checkpoint {filename!r}: it pickles {name}, '
+            'which is not among the globals MMEngine writes (tensors, '
+            'containers, HistoryBuffer, numpy arrays); loading it with '
+            'pickle could execute code. Resuming needs the whole training '
+            'state, so this reader accepts nothing else. Its weights load '
+            'as they are (teacher_ckpt, load_from). To resume from it, '
+            're-save it safely (nothing in it runs) and resume from the '
+            'copy: ' + resave_command(filename)) from None
+    except (RuntimeError, EOFError, OSError, KeyError, ValueError, IndexError,
+            AttributeError, TypeError) as e:
+        raise _damaged(filename, e) from None
+
+
+def restricted_torch_load(filename: str, map_location: Any = None) -> Any:
+    """Read any checkpoint; pickled code becomes inert placeholders.
+
+    Tensors, containers, ``HistoryBuffer`` and numpy objects come back as
+    usual; every other global is an :class:`~.restricted_pickle.Inert`
+    (never imported, never called). The replaced names are logged.
+
+    Raises:
+        FileNotFoundError: if ``filename`` does not exist.
+        NotACheckpointError: if it is empty, truncated or not a checkpoint.
+    """
+    filename = osp.expanduser(filename)
+    check_checkpoint_file(filename)
+    with collect_replaced() as replaced:
+        try:
+            ckpt = torch.load(
+                filename,
+                map_location=map_location,
+                weights_only=False,
+                pickle_module=restricted_pickle)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError,
+                KeyError, ValueError, IndexError, AttributeError,
+                TypeError) as e:
+            raise _damaged(filename, e) from None
+    _report_replaced(filename, replaced)
+    return ckpt
+
+
+def _report_replaced(filename: str, replaced: set) -> None:
+    if not replaced:
+        return
+    names = ', '.join(sorted(replaced))
+    if replaced <= HOST_GLOBALS:
+        print_log(
+            f'{filename!r}: ignored {names} (MMEngine pickles its '
+            'HistoryBuffer statistics that way); weights load as usual.',
+            logger='current')
+        return
+    print_log(
+        f'{filename!r} pickles {names}: replaced by inert placeholders '
+        '(never imported, never called); only its tensors are used.',
+        logger='current',
+        level=30)
+
+
+def contains_inert(obj: Any) -> bool:
+    """Whether a placeholder is nested in dicts / lists / tuples of obj."""
+    if isinstance(obj, Inert):
+        return True
+    if isinstance(obj, dict):
+        return any(contains_inert(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return any(contains_inert(v) for v in obj)
+    return False
+
+
+def strip_inert(obj: Any) -> Any:
+    """``obj`` without placeholders: dropped from dicts, None elsewhere."""
+    if isinstance(obj, Inert):
+        return None
+    if isinstance(obj, dict):
+        try:
+            out = type(obj)()
+        except TypeError:
+            out = {}
+        for k, v in obj.items():
+            if not isinstance(v, Inert) and not isinstance(k, Inert):
+                out[k] = strip_inert(v)
+        return out
+    if isinstance(obj, list):
+        return [strip_inert(v) for v in obj]
+    if isinstance(obj, tuple) and not hasattr(obj, '_fields'):
+        return type(obj)(strip_inert(v) for v in obj)
+    return obj
+
+
+def drop_config_text(ckpt: Any) -> List[str]:
+    """Remove config source text from a loaded checkpoint, in place.
+
+    Returns:
+        list[str]: Where text was found (``'meta.cfg'`` ...).
+    """
+    dropped = []
+    if not isinstance(ckpt, dict):
+        return dropped
+    meta = ckpt.get('meta')
+    if isinstance(meta, dict):
+        for key in CONFIG_TEXT_KEYS:
+            if key in meta:
+                del meta[key]
+                dropped.append(f'meta.{key}')
+    hub = ckpt.get('message_hub')
+    info = hub.get('runtime_info') if isinstance(hub, dict) else None
+    if isinstance(info, dict) and 'cfg' in info:
+        del info['cfg']
+        dropped.append('message_hub.runtime_info.cfg')
+    return dropped
+
+
+# Set while Runner.resume runs (see .resume): the strict reader is used.
+_RESUMING: contextvars.ContextVar = contextvars.ContextVar(
+    'mmkd_resuming', default=False)
+
+
+@contextmanager
+def resuming() -> Iterator[None]:
+    """Read checkpoints with :func:`safe_torch_load` inside the block."""
+    token = _RESUMING.set(True)
+    try:
+        yield
+    finally:
+        _RESUMING.reset(token)
+
+
+def _read(filename: str, map_location: Any) -> Any:
+    if _RESUMING.get():
+        return safe_torch_load(filename, map_location)
+    return restricted_torch_load(filename, map_location)
 
 
 def _load_local(filename: str, map_location: Any = None) -> Any:
-    return safe_torch_load(filename, map_location)
+    return _read(filename, map_location)
+
+
+def _local_rank() -> int:
+    from mmengine.dist import get_rank
+    return int(os.environ.get('LOCAL_RANK', get_rank()))
+
+
+def _download(url: str, cached: str, progress: bool) -> None:
+    tmp = f'{cached}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial'
+    try:
+        torch.hub.download_url_to_file(url, tmp, progress=progress)
+        os.replace(tmp, cached)  # other nodes sharing the cache see it whole
+    except HTTPError as e:
+        raise CheckpointDownloadError(
+            f'cannot download checkpoint {url}: HTTP {e.code} {e.reason}. '
+            'Check the URL, or download the file yourself and give its '
+            'local path.') from None
+    except URLError as e:
+        raise CheckpointDownloadError(
+            f'cannot download checkpoint {url}: the server is unreachable '
+            f'({e.reason}). Check the URL and the network, or download the '
+            'file yourself and give its local path.') from None
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
 
 
 def _load_http(filename: str,
                map_location: Any = None,
                model_dir: Optional[str] = None,
                progress: bool = False) -> Any:
-    """Download once (rank 0 first) into torch's hub cache, then load."""
+    """Download on each node's local rank 0, the others wait, all read.
+
+    Every node has its own torch hub cache (``$TORCH_HOME``) in general, so
+    the first process of each node downloads (``LOCAL_RANK`` 0), as
+    MMEngine's ``load_from_http`` intends. The outcome is exchanged with an
+    all-gather: when a download fails, the other processes say which rank
+    failed instead of timing out in a barrier.
+    """
+    from mmengine.dist import all_gather, get_dist_info
     if model_dir is None:
         model_dir = osp.join(torch.hub.get_dir(), 'checkpoints')
     os.makedirs(model_dir, exist_ok=True)
     cached = osp.join(model_dir, osp.basename(urlparse(filename).path))
     rank, world_size = get_dist_info()
-    if rank == 0 and not osp.isfile(cached):
-        tmp = cached + '.partial'
-        torch.hub.download_url_to_file(filename, tmp, progress=progress)
-        os.replace(tmp, cached)
+    error: Optional[Exception] = None
+    first_on_node = _local_rank() == 0 or world_size == 1
+    if first_on_node and not osp.isfile(cached):
+        try:
+            _download(filename, cached, progress)
+        except CheckpointDownloadError as e:
+            error = e
     if world_size > 1:
-        barrier()
-    return safe_torch_load(cached, map_location)
+        flags = all_gather(torch.tensor([float(error is not None)]))
+        failed = [r for r, f in enumerate(flags) if f.item() > 0]
+        if failed and error is None:
+            raise CheckpointDownloadError(
+                f'cannot load checkpoint {filename}: rank(s) {failed} failed '
+                'to fetch it (the first process of each node downloads; see '
+                f'the log of rank {failed[0]} for why).')
+    if error is not None:
+        raise error
+    try:
+        return _read(cached, map_location)
+    except NotACheckpointError as e:
+        raise NotACheckpointError(
+            f'{e} It is the cached download of {filename}; delete it to '
+            'download again.') from None
+
+
+def _without_config_text(loader):
+    """Wrap a ``CheckpointLoader`` scheme so no config text comes back."""
+    if getattr(loader, '_mmkd_no_config_text', False):
+        return loader
+
+    def load(*args, **kwargs):
+        ckpt = loader(*args, **kwargs)
+        drop_config_text(ckpt)
+        return ckpt
+
+    load._mmkd_no_config_text = True
+    load.__name__ = getattr(loader, '__name__', 'load')
+    return load
 
 
 def _history_buffer_getstate(self) -> dict:
@@ -145,111 +431,28 @@ def _history_buffer_getstate(self) -> dict:
     return state
 
 
-def atomic_torch_save(obj: Any, filename: str) -> None:
-    """``torch.save`` that never leaves a partly written ``filename``.
-
-    The object is written to a temporary file in the same directory, flushed
-    and ``fsync``-ed, then renamed over ``filename`` with ``os.replace``
-    (atomic on POSIX and Windows within one file system) and the directory
-    entry is synced. A process killed at any point leaves either the old
-    file or the new one, never a truncated one; at worst a stale
-    ``.<name>.*.tmp`` file stays next to it.
-
-    Args:
-        obj: What to save (a checkpoint dict).
-        filename (str): Local destination path.
-    """
-    filename = osp.abspath(osp.expanduser(filename))
-    dirname = osp.dirname(filename)
-    os.makedirs(dirname, exist_ok=True)
-    # open(..., 'xb') rather than mkstemp: the file gets the usual
-    # permissions (umask), not mkstemp's 0600.
-    tmp = osp.join(
-        dirname, f'.{osp.basename(filename)}.{os.getpid()}.'
-        f'{uuid.uuid4().hex[:8]}.tmp')
-    try:
-        with open(tmp, 'xb') as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, filename)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(dirname, os.O_RDONLY)
-    except OSError:  # e.g. Windows: directories cannot be opened
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
-
-_ORIGINAL_SAVE_CHECKPOINT = getattr(mmengine_checkpoint.save_checkpoint,
-                                    '_mmengine_original',
-                                    mmengine_checkpoint.save_checkpoint)
-
-
-def save_checkpoint(checkpoint: dict,
-                    filename: str,
-                    file_client_args: Optional[dict] = None,
-                    backend_args: Optional[dict] = None) -> None:
-    """MMEngine's ``save_checkpoint``, atomic for local files.
-
-    Same signature as :func:`mmengine.runner.checkpoint.save_checkpoint`;
-    remote backends (``s3://``, ``pavi://`` ...) and the deprecated
-    ``file_client_args`` go to MMEngine's own function.
-    """
-    local = False
-    if file_client_args is None and not filename.startswith('pavi://'):
-        try:
-            local = isinstance(
-                get_file_backend(filename, backend_args=backend_args),
-                LocalBackend)
-        except Exception:  # unknown prefix: let MMEngine report it
-            local = False
-    if not local:
-        _ORIGINAL_SAVE_CHECKPOINT(checkpoint, filename, file_client_args,
-                                  backend_args)
-        return
-    atomic_torch_save(checkpoint, filename)
-
-
-save_checkpoint._mmengine_original = _ORIGINAL_SAVE_CHECKPOINT
-
-
-def register_atomic_save() -> None:
-    """Make MMEngine write checkpoints with :func:`save_checkpoint`.
-
-    Replaces ``save_checkpoint`` in ``mmengine.runner.checkpoint`` (used by
-    the training strategies and ``CheckpointHook``), in
-    ``mmengine.runner.runner`` (``Runner.save_checkpoint`` imported it by
-    name) and in ``mmengine.runner``. Nothing else in MMEngine changes.
-    """
-    import mmengine.runner as mmengine_runner
-    from mmengine.runner import runner as runner_module
-    for module in (mmengine_checkpoint, runner_module, mmengine_runner):
-        module.save_checkpoint = save_checkpoint
-
-
 def register_safe_loaders() -> None:
     """Route MMEngine's checkpoint I/O through this module.
 
-    Loading goes through :func:`safe_torch_load`; the checkpoints MMEngine
-    writes are made loadable that way (see :func:`_history_buffer_getstate`)
-    and are written atomically (:func:`register_atomic_save`).
+    Local files and URLs are read by :func:`restricted_torch_load` (or
+    :func:`safe_torch_load` while resuming); every scheme, MMEngine's own
+    included, returns checkpoints without config text; MMEngine writes
+    checkpoints loadable by the strict reader and atomically
+    (:func:`register_atomic_save`); ``Runner.resume`` and
+    ``Runner.load_checkpoint`` get the checks of :mod:`.resume`.
     """
     from mmengine.logging.history_buffer import HistoryBuffer
+
+    from .resume import patch_runner
     HistoryBuffer.__getstate__ = _history_buffer_getstate
     CheckpointLoader.register_scheme(
         prefixes='', loader=_load_local, force=True)
     CheckpointLoader.register_scheme(
         prefixes=('http://', 'https://'), loader=_load_http, force=True)
+    for prefix, loader in list(CheckpointLoader._schemes.items()):
+        CheckpointLoader._schemes[prefix] = _without_config_text(loader)
     register_atomic_save()
+    patch_runner()
 
 
 def extract_state_dict(checkpoint: Any) -> dict:
@@ -263,7 +466,7 @@ def extract_state_dict(checkpoint: Any) -> dict:
         raise ValueError('checkpoint holds no state_dict')
     return {
         (k[len('module.'):] if k.startswith('module.') else k): v
-        for k, v in checkpoint.items()
+        for k, v in checkpoint.items() if not isinstance(v, Inert)
     }
 
 
@@ -272,10 +475,10 @@ def load_teacher_checkpoint(teacher: nn.Module, filename: str) -> None:
 
     Raises:
         FileNotFoundError: if a local ``filename`` does not exist.
+        CheckpointDownloadError: if the URL cannot be fetched.
+        NotACheckpointError: if the file is truncated or not a checkpoint.
         ValueError: if the keys do not fit the teacher (another
             architecture), naming missing and unexpected keys.
-        UnsafeCheckpointError: if the file pickles a disallowed global.
-        RuntimeError: if the file is truncated or not a checkpoint.
     """
     if not isinstance(filename, str) or not filename:
         raise TypeError(f'teacher_ckpt must be a path or URL, got '
@@ -287,10 +490,9 @@ def load_teacher_checkpoint(teacher: nn.Module, filename: str) -> None:
             'of the teacher checkpoint, e.g. the model-zoo URL.')
     try:
         ckpt = CheckpointLoader.load_checkpoint(filename, map_location='cpu')
-    except UnsafeCheckpointError as e:
-        raise UnsafeCheckpointError(f'teacher_ckpt: {e}') from None
-    except RuntimeError as e:  # truncated / not a checkpoint
-        raise RuntimeError(f'teacher_ckpt: {e}') from None
+    except (UnsafeCheckpointError, NotACheckpointError,
+            CheckpointDownloadError) as e:
+        raise type(e)(f'teacher_ckpt: {e}') from None
     try:
         state_dict = extract_state_dict(ckpt)
     except ValueError:

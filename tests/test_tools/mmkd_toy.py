@@ -161,6 +161,41 @@ class MMKDToyNaNLoss(FeatureL2Loss):
         return loss
 
 
+class _NaNGrad(torch.autograd.Function):
+    """Identity forward, NaN gradient backward."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return torch.full_like(grad, float('nan'))
+
+
+@MODELS.register_module()
+class MMKDToyNaNGradLoss(FeatureL2Loss):
+    """``FeatureL2Loss`` whose value stays finite but whose gradient is NaN
+    on training calls ``nan_from`` .. ``nan_until`` (1-based, inclusive)."""
+
+    def __init__(self,
+                 nan_from: int = 3,
+                 nan_until: Optional[int] = None,
+                 loss_weight: float = 1.0) -> None:
+        super().__init__(loss_weight)
+        self.nan_from = nan_from
+        self.nan_until = nan_until
+        self.calls = 0
+
+    def forward(self, student_feat, teacher_feat):
+        if self.training and torch.is_grad_enabled():
+            self.calls += 1
+            if self.calls >= self.nan_from and (self.nan_until is None or
+                                                self.calls <= self.nan_until):
+                student_feat = _NaNGrad.apply(student_feat)
+        return super().forward(student_feat, teacher_feat)
+
+
 @HOOKS.register_module()
 class MMKDToyRankDumpHook(Hook):
     """Dump per-rank losses, DDP facts and final weights to the work dir.
@@ -225,18 +260,35 @@ class MMKDToyRankDumpHook(Hook):
 @HOOKS.register_module()
 class MMKDToyKillHook(Hook):
     """SIGKILL this process right after the checkpoint of ``after_epoch``
-    (1-based) was written (runs after ``CheckpointHook``)."""
+    or ``after_iter`` (1-based) was written (runs after ``CheckpointHook``).
+    """
 
     priority = 'LOWEST'
 
-    def __init__(self, after_epoch: int = 1) -> None:
-        self.after_epoch = after_epoch
+    def __init__(self,
+                 after_epoch: Optional[int] = 1,
+                 after_iter: Optional[int] = None) -> None:
+        self.after_epoch = None if after_iter is not None else after_epoch
+        self.after_iter = after_iter
+
+    @staticmethod
+    def _kill() -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
 
     def after_train_epoch(self, runner) -> None:
-        if runner.epoch + 1 == self.after_epoch:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.kill(os.getpid(), signal.SIGKILL)
+        if self.after_epoch is not None and \
+                runner.epoch + 1 == self.after_epoch:
+            self._kill()
+
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
+                         outputs=None) -> None:
+        if self.after_iter is not None and runner.iter + 1 == self.after_iter:
+            self._kill()
 
 
 def toy_distill_model(bn=False, loss: Optional[dict] = None, **kwargs) -> dict:

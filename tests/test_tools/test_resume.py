@@ -15,8 +15,11 @@ import signal
 import subprocess
 import sys
 
+import pytest
 import torch
-from mmkd_toy import REPO, subprocess_env, toy_config
+from mmengine.config import Config
+from mmengine.runner import Runner
+from mmkd_toy import REPO, MMKDToyNet, subprocess_env, toy_config
 
 from mmkd_channel.utils import safe_torch_load
 
@@ -102,3 +105,147 @@ def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
     ref_losses = [r['loss'] for r in train_scalars(str(ref_dir))]
     res_losses = [r['loss'] for r in train_scalars(str(run_dir))]
     assert res_losses == ref_losses[ITERS_PER_EPOCH:]
+
+
+def host_randomness(host: str):
+    """The ``randomness`` of a host's shipped default runtime, or None
+    when the runtime leaves it to MMEngine (``dict(seed=None)``)."""
+    from mmkd_channel.utils import resolve_config_path
+    cfg = Config.fromfile(
+        resolve_config_path(f'{host}::_base_/default_runtime.py'))
+    return cfg.get('randomness')
+
+
+def seedless_config(work_dir, host: str, by_epoch: bool, hooks=()):
+    """The toy task with a host runtime's randomness left as it is.
+
+    The teacher comes from a checkpoint, as in real use: a randomly
+    initialised teacher would differ between processes that draw their
+    own seeds (it is never in the student's checkpoints).
+    """
+    teacher = osp.join(osp.dirname(str(work_dir)), 'teacher.pth')
+    if not osp.isfile(teacher):
+        torch.manual_seed(1)
+        torch.save({'state_dict': MMKDToyNet(width=16, bn=True).state_dict()},
+                   teacher)
+    cfg = toy_config(
+        str(work_dir),
+        max_epochs=EPOCHS,
+        bn=True,
+        augment=True,
+        custom_hooks=list(hooks),
+        teacher_ckpt=teacher)
+    randomness = host_randomness(host)
+    if randomness is None:
+        cfg.pop('randomness')
+    else:
+        cfg.randomness = randomness
+    assert cfg.get('randomness', {}).get('seed') is None
+    if not by_epoch:
+        cfg.train_cfg = dict(
+            by_epoch=False,
+            max_iters=EPOCHS * ITERS_PER_EPOCH,
+            val_interval=ITERS_PER_EPOCH)
+        cfg.train_dataloader.sampler = dict(type='InfiniteSampler')
+        cfg.default_hooks.checkpoint = dict(
+            type='CheckpointHook', interval=ITERS_PER_EPOCH, by_epoch=False)
+        cfg.param_scheduler = dict(
+            type='MultiStepLR', milestones=[4], gamma=0.5, by_epoch=False)
+        cfg.log_processor = dict(window_size=1, by_epoch=False)
+    return cfg
+
+
+@pytest.mark.parametrize(
+    'host,by_epoch', [('mmpretrain', True), ('mmdet', False)],
+    ids=['mmpretrain-epochs', 'mmdet-iterations'])
+def test_resume_is_exact_with_the_hosts_seed_none(tmp_path, host, by_epoch):
+    """The sampler's seed and the random streams come from the killed
+    run's checkpoint, not from the seed the resumed process draws."""
+    ref_dir, run_dir = tmp_path / 'ref', tmp_path / 'run'
+    kill = dict(type='MMKDToyKillHook', after_epoch=1) if by_epoch else \
+        dict(type='MMKDToyKillHook', after_iter=ITERS_PER_EPOCH)
+    paths = {}
+    for name, work_dir, hooks in (('ref', ref_dir, []),
+                                  ('kill', run_dir, [kill]), ('resume',
+                                                              run_dir, [])):
+        paths[name] = str(tmp_path / f'{name}.py')
+        seedless_config(work_dir, host, by_epoch, hooks).dump(paths[name])
+
+    ref, killed = train(paths['ref']), train(paths['kill'])
+    rc, log = finish(killed)
+    assert rc == -signal.SIGKILL, log[-3000:]
+    rc, log = finish(ref)
+    assert rc == 0, log[-3000:]
+    first = 'epoch_1.pth' if by_epoch else f'iter_{ITERS_PER_EPOCH}.pth'
+    last = f'epoch_{EPOCHS}.pth' if by_epoch else \
+        f'iter_{EPOCHS * ITERS_PER_EPOCH}.pth'
+    killed_seed = safe_torch_load(str(run_dir / first))['meta']['seed']
+    ref_seed = safe_torch_load(str(ref_dir / last))['meta']['seed']
+    assert killed_seed != ref_seed  # two independently drawn seeds
+
+    rc, log = finish(train(paths['resume'], '--resume'))
+    assert rc == 0, log[-3000:]
+    assert 'seed of the resumed run' in log  # the sampler was re-seeded
+    resumed = safe_torch_load(str(run_dir / last))
+    assert resumed['meta']['seed'] == killed_seed
+
+    # the reference: the same seed, uninterrupted
+    again_dir = tmp_path / 'again'
+    cfg = seedless_config(again_dir, host, by_epoch)
+    cfg.randomness = dict(seed=killed_seed)
+    cfg.dump(str(tmp_path / 'again.py'))
+    rc, log = finish(train(str(tmp_path / 'again.py')))
+    assert rc == 0, log[-3000:]
+    expected = safe_torch_load(str(again_dir / last))
+    sd_ref, sd_res = expected['state_dict'], resumed['state_dict']
+    assert sd_ref.keys() == sd_res.keys()
+    for k in sd_ref:
+        assert torch.equal(sd_ref[k], sd_res[k]), k
+    # a different seed gives other weights: the comparison can fail
+    other = safe_torch_load(str(ref_dir / last))['state_dict']
+    assert any(not torch.equal(other[k], sd_ref[k]) for k in sd_ref)
+
+
+def train_one_epoch_in_process(work_dir) -> None:
+    cfg = toy_config(str(work_dir), max_epochs=2, val=False)
+    Runner.from_cfg(cfg).train()
+
+
+@pytest.mark.parametrize('record', ['empty', 'dangling', 'truncated'])
+def test_auto_resume_falls_back_to_newest_loadable(tmp_path, record):
+    work = tmp_path / 'work'
+    train_one_epoch_in_process(work)
+    last = work / 'last_checkpoint'
+    if record == 'empty':
+        last.write_text('')
+    elif record == 'dangling':
+        last.write_text(str(work / 'epoch_9.pth'))
+    else:  # names a file cut in half
+        data = (work / 'epoch_2.pth').read_bytes()
+        (work / 'epoch_3.pth').write_bytes(data[:len(data) // 2])
+        last.write_text(str(work / 'epoch_3.pth'))
+    cfg = toy_config(str(work), max_epochs=3, val=False)
+    cfg.resume = True
+    runner = Runner.from_cfg(cfg)
+    logs = []
+    runner.logger.addFilter(lambda r: logs.append(r.getMessage()) or True)
+    runner.train()
+    assert runner.epoch == 3  # resumed after epoch 2, trained epoch 3
+    assert safe_torch_load(str(work / 'epoch_3.pth'))['meta']['epoch'] == 3
+    msg = [m for m in logs if 'newest loadable checkpoint' in m]
+    assert msg and str(work / 'epoch_2.pth') in msg[0]
+
+
+def test_auto_resume_without_any_checkpoint_says_so(tmp_path):
+    work = tmp_path / 'work'
+    work.mkdir()
+    (work / 'last_checkpoint').write_text('')
+    cfg = toy_config(str(work), max_epochs=1, val=False)
+    cfg.resume = True
+    runner = Runner.from_cfg(cfg)
+    with pytest.raises(FileNotFoundError) as e:
+        runner.train()
+    msg = str(e.value)
+    assert 'last_checkpoint' in msg and 'is empty' in msg
+    assert '--resume PATH' in msg
+    assert not (work / 'epoch_1.pth').exists()  # nothing was trained

@@ -16,17 +16,25 @@ the host's APIs, e.g.::
 ``meta`` keeps the training run's ``dataset_meta`` (class names, palette),
 the student config text (``meta['cfg']``), epoch and iteration, and where the
 student came from.
+
+The distillation config comes from ``--config``, else from the config the
+training run dumped into its work dir next to the checkpoint; config text
+stored inside the checkpoint is never executed. The checkpoint is read for
+its tensors only (:func:`mmkd_channel.utils.restricted_torch_load`).
 """
 import argparse
 import copy
+import glob
 import os.path as osp
+import re
 from typing import Optional, Tuple
 
 from mmengine.config import Config
 
 import mmkd_channel
-from mmkd_channel.utils import atomic_torch_save, safe_torch_load
-from mmkd_channel.utils.checkpoint import extract_state_dict
+from mmkd_channel.utils import atomic_torch_save, restricted_torch_load
+from mmkd_channel.utils.checkpoint import (drop_config_text,
+                                           extract_state_dict, strip_inert)
 from mmkd_channel.utils.mim import resolve_config_path
 
 #: custom hooks that need a FeatureDistiller; the student config drops them
@@ -93,6 +101,38 @@ def split_state_dict(state_dict: dict) -> Tuple[dict, list]:
     return student, dropped
 
 
+def dumped_config(checkpoint: str, meta: dict) -> str:
+    """The config the training run dumped next to ``checkpoint``.
+
+    MMEngine writes it into the work dir as ``<config name>.py`` (or
+    ``<timestamp>.py``); ``meta['experiment_name']`` (``<config
+    name>_<timestamp>``) tells which one when there are several.
+
+    Raises:
+        FileNotFoundError: if there is none (or several and none fits),
+            naming ``--config`` and the file it looked for.
+    """
+    work_dir = osp.dirname(osp.abspath(checkpoint))
+    found = sorted(glob.glob(osp.join(work_dir, '*.py')))
+    name = meta.get('experiment_name')
+    if isinstance(name, str):
+        stem = osp.basename(name)
+        match = re.fullmatch(r'(.*)_(\d{8}_\d{6})', stem)
+        wanted = [match.group(1), match.group(2)] if match else [stem]
+        for want in wanted:
+            path = osp.join(work_dir, f'{want}.py')
+            if path in found:
+                return path
+    if len(found) == 1:
+        return found[0]
+    raise FileNotFoundError(
+        f'no config for {checkpoint!r}: give the distillation config with '
+        f'--config, or keep the config the training run dumped into its '
+        f'work dir next to the checkpoint ({work_dir}/<config name>.py; '
+        f'found {len(found)} .py files there). Config text stored inside '
+        'the checkpoint is not used: it is code and would run.')
+
+
 def export_student(checkpoint: str,
                    out: str,
                    config: Optional[str] = None,
@@ -103,7 +143,8 @@ def export_student(checkpoint: str,
         checkpoint (str): A FeatureDistiller checkpoint (training run).
         out (str): Output checkpoint path.
         config (str, optional): The distillation config; defaults to the
-            config stored in the checkpoint's ``meta['cfg']``.
+            config dumped into the checkpoint's work dir
+            (:func:`dumped_config`).
         out_config (str, optional): Where to write the student config;
             defaults to ``out`` with a ``.py`` suffix. ``''`` skips it.
 
@@ -111,21 +152,16 @@ def export_student(checkpoint: str,
         dict: What was written (``state_dict`` and ``meta``), plus
         ``dropped`` (the keys left out) and ``config_path``.
     """
-    ckpt = safe_torch_load(checkpoint, map_location='cpu')
+    ckpt = restricted_torch_load(checkpoint, map_location='cpu')
+    drop_config_text(ckpt)  # source code: never executed
     student_sd, dropped = split_state_dict(extract_state_dict(ckpt))
-    meta = dict(ckpt.get('meta') or {}) if isinstance(ckpt, dict) else {}
-    if config is not None:
-        cfg = Config.fromfile(config)
-    elif meta.get('cfg'):
-        cfg = Config.fromstring(meta['cfg'], file_format='.py')
-    else:
-        raise ValueError(
-            f'{checkpoint!r} stores no config (meta.cfg); give the '
-            'distillation config with --config')
+    meta = ckpt.get('meta') if isinstance(ckpt, dict) else None
+    meta = dict(meta) if isinstance(meta, dict) else {}
+    cfg = Config.fromfile(config or dumped_config(checkpoint, meta))
     distill_model = cfg.model
     host_cfg = student_config(cfg)
     out_meta = {
-        k: meta[k]
+        k: strip_inert(meta[k])
         for k in ('dataset_meta', 'epoch', 'iter', 'seed', 'experiment_name',
                   'mmengine_version') if k in meta
     }
@@ -154,7 +190,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('out', help='output checkpoint of the student')
     parser.add_argument(
         '--config',
-        help='the distillation config (default: the one in the checkpoint)')
+        help='the distillation config (default: the one the training run '
+        'dumped into its work dir, next to the checkpoint)')
     parser.add_argument(
         '--out-config',
         help='where to write the student config (default: OUT as .py; '

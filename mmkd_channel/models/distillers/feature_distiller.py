@@ -133,6 +133,17 @@ def _shapes(feat) -> list:
     return [tuple(f.shape) for f in as_tensor_list(feat)]
 
 
+def _with_context(error: Exception, desc: str) -> Exception:
+    """``error`` re-created with ``desc`` (the pair, paths and shapes)."""
+    if isinstance(error, (ValueError, RuntimeError)):
+        return ValueError(f'{desc}: {error}')
+    msg = f'{desc}: {type(error).__name__}: {error}'
+    try:
+        return type(error)(msg)
+    except Exception:  # exception types with other constructors
+        return RuntimeError(msg)
+
+
 @MODELS.register_module()
 class FeatureDistiller(BaseModel):
     """Train ``student`` with its task losses plus feature distillation.
@@ -365,8 +376,8 @@ class FeatureDistiller(BaseModel):
                             f'{f.shape[1]}.')
             try:
                 pair(s, t)
-            except (ValueError, RuntimeError) as e:
-                raise ValueError(f'{desc}: {e}') from None
+            except Exception as e:  # a user connector or loss: any error
+                raise _with_context(e, desc) from e
         self._checked = True
 
     # ------------------------------------------------------------------ #
