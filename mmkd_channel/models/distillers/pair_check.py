@@ -65,10 +65,10 @@ def is_spatial(feat) -> bool:
 
 
 def _spatial(output) -> bool:
-    outs = output if isinstance(output, (tuple, list)) else [output]
-    return any(
-        isinstance(o, Tensor) and o.dim() == 4 and o.shape[2] * o.shape[3] > 1
-        for o in outs)
+    """A single ``(N, C, H, W)`` map with ``H * W > 1`` (not a tuple of
+    levels, which a backbone or neck returns)."""
+    return (isinstance(output, Tensor) and output.dim() == 4
+            and output.shape[2] * output.shape[3] > 1)
 
 
 def last_spatial_module(model: nn.Module, path: str,
