@@ -168,10 +168,14 @@ KNOWN_BACKBONES = (
 
 
 def _mobilenet_v2_stages(backbone: nn.Module) -> List[Tuple[str, nn.Module]]:
-    """mmpretrain MobileNetV2: the last layer of each stride (2 .. 32)."""
+    """mmpretrain MobileNetV2: the last layer of each stride (2 .. 32).
+
+    ``layers`` ends with ``conv2`` (1x1 conv to 1280 channels), which is
+    not a stage of inverted residuals.
+    """
     strides = [s for _, _, _, s in backbone.arch_settings]
     stages = []
-    for i, name in enumerate(backbone.layers):
+    for i, name in enumerate(backbone.layers[:len(strides)]):
         last_of_stride = i + 1 == len(strides) or strides[i + 1] > 1
         if last_of_stride:
             stages.append((name, getattr(backbone, name)))

@@ -27,27 +27,11 @@ from .recorder import FeatureRecorder, get_submodule, parse_path
 ModelCfg = Union[str, dict, ConfigDict]
 
 
-def build_host_model(cfg: ModelCfg,
-                     role: str,
-                     data_preprocessor: Optional[dict] = None,
-                     context: Optional[Config] = None) -> nn.Module:
-    """Build an mmdet / mmseg / mmpretrain model from a dict or config path.
-
-    Args:
-        cfg (str | dict): A model dict (``type`` in the host's scope, or with
-            ``_scope_``), or the path of a host config file, local or in the
-            ``mmdet::faster_rcnn/...py`` form; its ``model`` is built in its
-            ``default_scope``, with the file's top-level
-            ``data_preprocessor`` when the model dict has none (mmpretrain
-            keeps it there). A relative path is looked up in the folder of
-            the config being built (``context``), then in the working
-            directory.
-        role (str): ``'student'`` or ``'teacher'`` (for messages).
-        data_preprocessor (dict, optional): Used when the model dict has
-            no ``data_preprocessor`` of its own.
-        context (Config, optional): The config being built, for relative
-            paths.
-    """
+def host_model_cfg(cfg: ModelCfg,
+                   role: str,
+                   data_preprocessor: Optional[dict] = None,
+                   context: Optional[Config] = None) -> dict:
+    """The model dict :func:`build_host_model` builds (see there)."""
     top_dp = data_preprocessor
     if isinstance(cfg, str):
         path = cfg
@@ -80,7 +64,31 @@ def build_host_model(cfg: ModelCfg,
         raise KeyError(f'{role}: the model dict has no `type`.')
     if isinstance(top_dp, dict) and cfg.get('data_preprocessor') is None:
         cfg['data_preprocessor'] = copy.deepcopy(top_dp)
-    return MODELS.build(cfg)
+    return cfg
+
+
+def build_host_model(cfg: ModelCfg,
+                     role: str,
+                     data_preprocessor: Optional[dict] = None,
+                     context: Optional[Config] = None) -> nn.Module:
+    """Build an mmdet / mmseg / mmpretrain model from a dict or config path.
+
+    Args:
+        cfg (str | dict): A model dict (``type`` in the host's scope, or with
+            ``_scope_``), or the path of a host config file, local or in the
+            ``mmdet::faster_rcnn/...py`` form; its ``model`` is built in its
+            ``default_scope``, with the file's top-level
+            ``data_preprocessor`` when the model dict has none (mmpretrain
+            keeps it there). A relative path is looked up in the folder of
+            the config being built (``context``), then in the working
+            directory.
+        role (str): ``'student'`` or ``'teacher'`` (for messages).
+        data_preprocessor (dict, optional): Used when the model dict has
+            no ``data_preprocessor`` of its own.
+        context (Config, optional): The config being built, for relative
+            paths.
+    """
+    return MODELS.build(host_model_cfg(cfg, role, data_preprocessor, context))
 
 
 def build_own(cfg: Optional[dict], what: str) -> Optional[nn.Module]:
