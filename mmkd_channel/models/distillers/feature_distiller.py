@@ -425,7 +425,11 @@ class FeatureDistiller(BaseModel):
                     msg = str(e.args[0]) if e.args else str(e)
                     if f'{role} module path' not in msg:
                         msg = f'{role} module path {spec!r}: {msg}'
-                    problems.append(f"distill['{pair.name}']: {msg}")
+                    other = 'teacher' if role == 'student' else 'student'
+                    problems.append(
+                        f"distill['{pair.name}']: {msg} Fix: give an "
+                        f'existing {role} path (the {other} path of this '
+                        f"pair is {getattr(pair, f'{other}_path')!r}).")
         return problems
 
     def _has_bad_path(self, pair: _Pair) -> bool:

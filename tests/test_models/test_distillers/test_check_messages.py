@@ -66,6 +66,8 @@ def test_every_pair_and_side_in_one_message():
     assert msg.startswith('FeatureDistiller: 4 problem(s) with `distill`')
     for part in ("  1. distill['a']: student module path 'nekc'",
                  "  2. distill['a']: teacher module path 'bakbone.9'",
+                 "Fix: give an existing teacher path (the student path of "
+                 "this pair is 'nekc')",
                  "distill['b']: student 'neck' [(1, 8, 8, 8), (1, 8, 4, 4)]"
                  ", teacher 'neck' [(1, 16, 8, 8), (1, 16, 4, 4)]",
                  "Fix: add a connector", "distill['c']", 'in_channels=4',
