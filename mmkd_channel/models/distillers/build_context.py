@@ -241,28 +241,39 @@ def resolve_distill(distill: Any, cfg: Optional[Config]) -> Any:
     A config that wraps its model with ``distill=_base_.distill`` copies
     the preset *before* the file's own top-level ``distill = dict(...)``
     is merged into it, so that override would be lost. Rules, with ``T``
-    the top-level ``distill``, ``M`` the model's and ``B`` the bases':
+    the top-level ``distill``, ``M`` the model's and ``B`` the top-level
+    ``distill`` of the config file's bases:
 
     * no ``T``, or ``T == M``, or ``T == B`` (the file does not change the
       top level): ``M``;
     * ``M`` is missing or ``M == B`` (the model holds the untouched
       copy): ``T``, the top level with the file's override merged in;
-    * otherwise both were changed differently: an error saying how to
-      override.
+    * both changed, differently: an error saying how to override;
+    * ``B`` unknown (a config without bases, e.g. one dumped to a work
+      directory): ``M``, with a warning that the top level is not used.
+
+    The chosen value is written back to ``cfg.model.distill``, so the
+    config the Runner dumps into the work directory is what was trained.
     """
     if cfg is None or 'distill' not in cfg:
         return distill
     top = _plain(cfg.to_dict()['distill'])
     model = _plain(distill) if distill is not None else None
-    if model is None:
-        return top
-    if top == model:
-        return distill
+    if model is None or top == model:
+        chosen = top if model is None else distill
+        return _write_back(cfg, chosen)
     base = _base_distill(cfg)
-    if base is not None and top == _plain(base):
+    if base is None:
+        from mmengine.logging import MMLogger
+        MMLogger.get_current_instance().warning(
+            'FeatureDistiller: the top-level `distill` of the config '
+            'differs from `model.distill` and the config has no bases to '
+            'tell which one was changed; using `model.distill`.')
         return distill
-    if base is not None and model == _plain(base):
-        return top
+    if top == _plain(base):
+        return _write_back(cfg, distill)
+    if model == _plain(base):
+        return _write_back(cfg, top)
     raise ValueError(
         'FeatureDistiller: the top-level `distill` of the config differs '
         'from `model.distill`, and the distiller cannot tell which one you '
@@ -272,3 +283,14 @@ def resolve_distill(distill: Any, cfg: Optional[Config]) -> Any:
         '`distill=_base_.distill` in the model (the distiller then applies '
         'the top-level value); or change `model.distill` and not the top '
         'level, not both.')
+
+
+def _write_back(cfg: Config, distill: Any) -> Any:
+    """Make ``cfg.model.distill`` (and the top level) say ``distill``."""
+    try:
+        if isinstance(cfg.get('model'), dict):
+            cfg.model['distill'] = distill
+        cfg['distill'] = distill
+    except Exception:  # a read-only or unusual config: nothing to record
+        pass
+    return distill

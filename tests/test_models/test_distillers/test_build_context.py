@@ -129,3 +129,47 @@ def test_swin_needs_one_window_at_stride_32():
     from mmdet.models.backbones import SwinTransformer
     assert min_input_side(SwinTransformer(window_size=7)) == 7 * 32
     assert min_input_side(MODELS.build(toy_cfg(8))) == 0
+
+
+def test_the_dumped_config_says_what_was_trained(folder, tmp_path):
+    path = write_main(folder,
+                      'distill = dict(f=dict(loss=dict(loss_weight=2.0)))')
+    cfg = Config.fromfile(str(path))
+    with distill_build_context(cfg):
+        MODELS.build(cfg.model)
+    assert cfg.model.distill.f.loss.loss_weight == 2.0
+    # a dump (no bases any more) builds the same distiller
+    dumped = tmp_path / 'dumped.py'
+    cfg.dump(str(dumped))
+    again = Config.fromfile(str(dumped))
+    again.model.teacher = str(folder / 'teachers' / 'toy16.py')
+    with distill_build_context(again):
+        model = MODELS.build(again.model)
+    assert model.distill_pairs['f'].loss.loss_weight == 2.0
+
+
+def test_no_bases_and_a_changed_model_distill_uses_the_model(tmp_path):
+    from unittest import mock
+
+    from mmengine.logging import MMLogger
+    cfg = Config(
+        dict(
+            distill=dict(
+                f=dict(
+                    student='neck',
+                    connector=dict(type='ChannelWiseTransform'),
+                    loss=dict(type='FeatureL2Loss', loss_weight=1.0))),
+            model=dict(
+                type='mmkd_channel.FeatureDistiller',
+                student=toy_cfg(8),
+                teacher=toy_cfg(16),
+                check_input_shape=(1, 3, 16, 16))))
+    cfg.model.distill = Config(cfg.to_dict()).distill
+    cfg.model.distill.f.loss.loss_weight = 7.0  # e.g. a harness changed it
+    logger = MMLogger.get_current_instance()
+    with mock.patch.object(logger, 'warning') as warning, \
+            distill_build_context(cfg):
+        model = MODELS.build(cfg.model)
+    assert model.distill_pairs['f'].loss.loss_weight == 7.0
+    assert any('using `model.distill`' in str(c.args[0])
+               for c in warning.call_args_list)
