@@ -52,3 +52,40 @@ def test_deepcopy_as_ema_hooks_do(model):
     assert twin.head is twin.student.head and twin.head is not model.head
     x = torch.rand(1, 3, 16, 16)
     torch.testing.assert_close(twin(x), model(x))
+
+
+def test_mmpretrain_adaptive_margins_hook_reaches_the_student_head():
+    """mmpretrain's SetAdaptiveMarginsHook checks ``model.head`` and sets
+    its margins, on the distiller as on the student."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    from mmpretrain.engine.hooks import SetAdaptiveMarginsHook
+
+    def classifier(head):
+        return dict(
+            type='mmpretrain.ImageClassifier',
+            backbone=dict(type='ResNet', depth=18),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(in_channels=512, num_classes=4, **head))
+
+    model = FeatureDistiller(
+        student=classifier(dict(type='ArcFaceClsHead')),
+        teacher=classifier(dict(type='LinearClsHead')),
+        distill=dict(
+            f=dict(
+                student='backbone.stage(-1)',
+                connector=dict(type='ChannelWiseTransform'),
+                loss=dict(type='FeatureL2Loss'))),
+        check_input_shape=(1, 3, 64, 64))
+    labels = np.array([0, 1, 1, 2, 3, 3, 3, 3])
+    runner = SimpleNamespace(
+        model=model,
+        train_dataloader=SimpleNamespace(
+            dataset=SimpleNamespace(get_gt_labels=lambda: labels)))
+    before = model.student.head.margins.clone()
+    SetAdaptiveMarginsHook().before_train(runner)
+    margins = model.student.head.margins
+    assert not torch.equal(before, margins)
+    # rarer classes get larger margins: class 0 (1 image) > class 3 (4)
+    assert margins[0] > margins[3]
