@@ -725,6 +725,9 @@ class FeatureDistiller(BaseModel):
                 fix = (' Fix: add a connector, e.g. connector=dict('
                        "type='ChannelWiseTransform') (widths are filled in), "
                        'or pick modules whose outputs have the same shape.')
+            elif 'Fix:' not in str(e):
+                fix = (' Fix: pick module paths whose features this loss '
+                       'can compare, or add / change the connector.')
             return [f'{desc}: {e}{fix}']
         return []
 
