@@ -60,6 +60,7 @@ def test_mmpretrain_adaptive_margins_hook_reaches_the_student_head():
     from types import SimpleNamespace
 
     import numpy as np
+    from mmengine.registry import DefaultScope
     from mmpretrain.engine.hooks import SetAdaptiveMarginsHook
 
     def classifier(head):
@@ -69,15 +70,17 @@ def test_mmpretrain_adaptive_margins_hook_reaches_the_student_head():
             neck=dict(type='GlobalAveragePooling'),
             head=dict(in_channels=512, num_classes=4, **head))
 
-    model = FeatureDistiller(
-        student=classifier(dict(type='ArcFaceClsHead')),
-        teacher=classifier(dict(type='LinearClsHead')),
-        distill=dict(
-            f=dict(
-                student='backbone.stage(-1)',
-                connector=dict(type='ChannelWiseTransform'),
-                loss=dict(type='FeatureL2Loss'))),
-        check_input_shape=(1, 3, 64, 64))
+    # as in an mmpretrain config (an earlier test may leave mmdet's scope)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = FeatureDistiller(
+            student=classifier(dict(type='ArcFaceClsHead')),
+            teacher=classifier(dict(type='LinearClsHead')),
+            distill=dict(
+                f=dict(
+                    student='backbone.stage(-1)',
+                    connector=dict(type='ChannelWiseTransform'),
+                    loss=dict(type='FeatureL2Loss'))),
+            check_input_shape=(1, 3, 64, 64))
     labels = np.array([0, 1, 1, 2, 3, 3, 3, 3])
     runner = SimpleNamespace(
         model=model,
