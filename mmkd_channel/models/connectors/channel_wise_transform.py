@@ -1,13 +1,14 @@
 """CWT: the learnable channel-wise transformation of the student feature."""
-from typing import Optional
+from typing import Optional, Sequence
 
 from torch import Tensor, nn
 
 from mmkd_channel.registry import MODELS
+from .spatial_align import SpatialAlignMixin
 
 
 @MODELS.register_module()
-class ChannelWiseTransform(nn.Module):
+class ChannelWiseTransform(SpatialAlignMixin, nn.Module):
     """``W2(ReLU(W1(x)))`` with 1x1 convolutions: an MLP over channels.
 
     From "A Simple and Generic Framework for Feature Distillation via
@@ -24,6 +25,10 @@ class ChannelWiseTransform(nn.Module):
             Defaults to ``out_channels``.
         bias (bool): Whether the 1x1 convolutions have a bias.
             Defaults to True.
+        align (str, optional): Resize the student feature to the teacher's
+            ``H x W`` first: ``'bilinear'`` (student coarser) or
+            ``'adaptive_pool'`` (student finer). See
+            :mod:`mmkd_channel.models.connectors.spatial_align`.
 
     Examples:
         >>> import torch
@@ -36,8 +41,10 @@ class ChannelWiseTransform(nn.Module):
                  in_channels: int,
                  out_channels: int,
                  hidden_channels: Optional[int] = None,
-                 bias: bool = True) -> None:
+                 bias: bool = True,
+                 align: Optional[str] = None) -> None:
         super().__init__()
+        self.init_align(align)
         for name, value in (('in_channels', in_channels),
                             ('out_channels', out_channels), ('hidden_channels',
                                                              hidden_channels)):
@@ -53,10 +60,12 @@ class ChannelWiseTransform(nn.Module):
             nn.ReLU(inplace=True),
             nn.Conv2d(self.hidden_channels, out_channels, 1, bias=bias))
 
-    def forward(self, feat: Tensor) -> Tensor:
-        """Map (N, Cs, H, W) to (N, Ct, H, W)."""
+    def forward(self,
+                feat: Tensor,
+                size: Optional[Sequence[int]] = None) -> Tensor:
+        """Map (N, Cs, H, W) to (N, Ct, H, W) (``size`` with ``align``)."""
         if feat.dim() != 4 or feat.shape[1] != self.in_channels:
             raise ValueError(
                 f'ChannelWiseTransform expects (N, {self.in_channels}, H, W) '
                 f'features, got shape {tuple(feat.shape)}')
-        return self.mlp(feat)
+        return self.mlp(self.prepare_input(feat, size))

@@ -1,11 +1,14 @@
 """OFD's student connector: 1x1 convolution without bias, then BN."""
+from typing import Optional, Sequence
+
 from torch import Tensor, nn
 
 from mmkd_channel.registry import MODELS
+from .spatial_align import SpatialAlignMixin
 
 
 @MODELS.register_module()
-class ConvBNConnector(nn.Module):
+class ConvBNConnector(SpatialAlignMixin, nn.Module):
     """``BN(Conv1x1(x))``: maps the student's ``Cs`` channels to ``Ct``.
 
     The student-side transform of OFD (Heo et al., "A Comprehensive
@@ -18,6 +21,10 @@ class ConvBNConnector(nn.Module):
     Args:
         in_channels (int): Channels of the student feature (Cs).
         out_channels (int): Channels of the teacher feature (Ct).
+        align (str, optional): Resize the student feature to the teacher's
+            ``H x W`` first: ``'bilinear'`` (student coarser) or
+            ``'adaptive_pool'`` (student finer). See
+            :mod:`mmkd_channel.models.connectors.spatial_align`.
 
     Examples:
         >>> import torch
@@ -26,8 +33,12 @@ class ConvBNConnector(nn.Module):
         torch.Size([2, 256, 7, 5])
     """
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 align: Optional[str] = None) -> None:
         super().__init__()
+        self.init_align(align)
         channels = dict(in_channels=in_channels, out_channels=out_channels)
         for name, value in channels.items():
             if type(value) is not int or value <= 0:
@@ -42,10 +53,12 @@ class ConvBNConnector(nn.Module):
         nn.init.ones_(self.bn.weight)
         nn.init.zeros_(self.bn.bias)
 
-    def forward(self, feat: Tensor) -> Tensor:
-        """Map (N, Cs, H, W) to (N, Ct, H, W)."""
+    def forward(self,
+                feat: Tensor,
+                size: Optional[Sequence[int]] = None) -> Tensor:
+        """Map (N, Cs, H, W) to (N, Ct, H, W) (``size`` with ``align``)."""
         if feat.dim() != 4 or feat.shape[1] != self.in_channels:
             raise ValueError(
                 f'ConvBNConnector expects (N, {self.in_channels}, H, W) '
                 f'features, got shape {tuple(feat.shape)}')
-        return self.bn(self.conv(feat))
+        return self.bn(self.conv(self.prepare_input(feat, size)))

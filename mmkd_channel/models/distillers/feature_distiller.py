@@ -1,5 +1,6 @@
 """FeatureDistiller: a student, a frozen teacher and feature losses."""
 import copy
+import inspect
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -12,6 +13,8 @@ from torch import Tensor, nn
 from mmkd_channel.registry import MODELS
 from mmkd_channel.utils.checkpoint import load_teacher_checkpoint
 from mmkd_channel.utils.mim import resolve_config_path
+from ..connectors.spatial_align import (align_hint, call_connector,
+                                        spatial_sizes)
 from ..losses.base import as_tensor_list
 from .recorder import FeatureRecorder
 
@@ -102,31 +105,50 @@ class _Pair(nn.Module):
         return build_own(cfg, what)
 
     @staticmethod
-    def _connect(connector, feat):
+    def _connect(connector, feat, size=None):
+        """Apply the connector(s); ``size``: the teacher's ``H x W`` (per
+        level for tuples), used by connectors with ``align``."""
         if connector is None:
             return feat
         if isinstance(feat, (tuple, list)):
+            sizes = size if isinstance(size, tuple) and len(size) == len(
+                feat) else (None, ) * len(feat)
             if isinstance(connector, nn.ModuleList):
                 if len(connector) != len(feat):
                     raise ValueError(
                         f'{len(connector)} connectors for {len(feat)} '
                         'feature levels')
-                return tuple(c(f) for c, f in zip(connector, feat))
-            return tuple(connector(f) for f in feat)
+                return tuple(
+                    call_connector(c, f, z)
+                    for c, f, z in zip(connector, feat, sizes))
+            return tuple(
+                call_connector(connector, f, z) for f, z in zip(feat, sizes))
         if isinstance(connector, nn.ModuleList):
             raise ValueError('a list of connectors needs a tuple of features')
-        return connector(feat)
+        return call_connector(connector, feat, size)
 
     def forward(self,
                 student_feat,
                 teacher_feat,
                 data_samples: Optional[list] = None) -> Tensor:
-        # issue 4: losses whose forward names `data_samples` (SAKD) also get
-        # the batch's data samples; every other loss is called as before.
+        # Losses whose forward names `data_samples` (SAKD) also get the
+        # batch's data samples; every other loss is called as before.
         from ..losses.loss_inputs import call_loss
-        s = self._connect(self.connector, student_feat)
+
+        # teacher first: its H x W is the target of the student's `align`
         t = self._connect(self.teacher_connector, teacher_feat)
+        s = self._connect(self.connector, student_feat, spatial_sizes(t))
         return call_loss(self.loss, s, t, data_samples)
+
+    def align_hint(self, student_feat, teacher_feat) -> str:
+        """Suggest ``align`` when the connected features differ only in
+        ``H x W``; ``''`` otherwise."""
+        try:
+            s = self._connect(self.connector, student_feat)
+            t = self._connect(self.teacher_connector, teacher_feat)
+        except Exception:
+            return ''
+        return align_hint(s, t)
 
 
 def _shapes(feat) -> list:
@@ -295,12 +317,18 @@ class FeatureDistiller(BaseModel):
                 mods = conn if isinstance(conn, nn.ModuleList) else [conn]
                 for m in mods:
                     if m is not None and hasattr(m, 'bind'):
+                        # connectors that may sit on either side (tokens
+                        # of a transformer) are told which one they are on
+                        side = dict(role='student' if key ==
+                                    'connector' else 'teacher')
                         m.bind(
                             student=self.student,
                             teacher=self.teacher,
                             student_path=pair.student_path,
                             teacher_path=pair.teacher_path,
-                            name=pair.name)
+                            name=pair.name,
+                            **(side if 'role' in inspect.signature(
+                                m.bind).parameters else {}))
 
     def _dry_run(self, shape: Tuple[int, ...]) -> None:
         """Run both models on a dummy input and check every pair fits."""
@@ -366,7 +394,8 @@ class FeatureDistiller(BaseModel):
             try:
                 pair(s, t)
             except (ValueError, RuntimeError) as e:
-                raise ValueError(f'{desc}: {e}') from None
+                hint = pair.align_hint(s, t)
+                raise ValueError(f'{desc}: {e}{hint}') from None
         self._checked = True
 
     # ------------------------------------------------------------------ #
