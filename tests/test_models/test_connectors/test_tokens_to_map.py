@@ -124,3 +124,40 @@ def test_find_patch_embed_prefers_the_closest():
     model.b = TinyViT()
     assert find_patch_embed(model, 'b.block')[0] == 'b.patch_embed'
     assert find_patch_embed(nn.Linear(2, 2), 'x') == (None, None)
+
+
+@pytest.mark.parametrize(
+    'backbone,path',
+    [
+        (dict(type='VisionTransformer', arch='deit-tiny'), 'ln1'),
+        (dict(type='DistilledVisionTransformer', arch='deit-tiny'), 'ln1'),
+        (dict(type='ViTEVA02', arch='tiny'), 'ln1'),
+        # Swin: a 1/16 stage from the 1/4 patch grid
+        (dict(
+            type='SwinTransformer',
+            arch='tiny',
+            window_size=2,
+            out_indices=(2, )), 'norm2'),
+    ])
+def test_host_backbones_own_feature_map(backbone, path):
+    """The map equals the one the mmpretrain backbone itself lays out
+    (``out_type='featmap'`` / Swin's stage outputs), on a non-square
+    input of another size than the backbone was built for."""
+    from mmpretrain.registry import MODELS
+    cfg = dict(backbone, img_size=64, patch_size=16)
+    if backbone['type'] == 'SwinTransformer':
+        cfg.pop('patch_size')
+    else:
+        cfg['out_type'] = 'featmap'
+    torch.manual_seed(0)
+    model = nn.Module()
+    model.backbone = MODELS.build(cfg)
+    model.eval()
+    conn = TokensToMap()
+    conn.bind(None, model, 'x', f'backbone.{path}', 'feat')
+    tokens = []
+    model.backbone.get_submodule(path).register_forward_hook(
+        lambda m, a, out: tokens.append(out))
+    with torch.no_grad():
+        expect = model.backbone(torch.rand(2, 3, 96, 64))[-1]
+    torch.testing.assert_close(conn(tokens[-1]), expect)
