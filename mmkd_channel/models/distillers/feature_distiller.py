@@ -395,7 +395,8 @@ class FeatureDistiller(BaseModel):
                 pair(s, t)
             except (ValueError, RuntimeError) as e:
                 hint = pair.align_hint(s, t)
-                raise ValueError(f'{desc}: {e}{hint}') from None
+                msg = f'{str(e).rstrip(".")}{hint}' if hint else e
+                raise ValueError(f'{desc}: {msg}') from None
         self._checked = True
 
     # ------------------------------------------------------------------ #
