@@ -17,6 +17,8 @@ from ..connectors.spatial_align import (align_hint, call_connector,
                                         spatial_sizes)
 from ..losses.base import as_tensor_list
 from .recorder import FeatureRecorder
+from .teachers import (SINGLE, check_all_used, normalise_teachers,
+                       resolve_teacher_model)
 
 ModelCfg = Union[str, dict, ConfigDict]
 
@@ -54,6 +56,13 @@ def build_host_model(cfg: ModelCfg, role: str) -> nn.Module:
                         f'{type(cfg).__name__}')
     if 'type' not in cfg:
         raise KeyError(f'{role}: the model dict has no `type`.')
+    type_name = cfg['type']
+    if isinstance(type_name, str) and '.' in type_name and ('_scope_'
+                                                            not in cfg):
+        # 'mmpretrain.ImageClassifier' as _scope_: the host's own nested
+        # builds (its default 'ClsDataPreprocessor') then look in its
+        # registry, not in the default scope of the run (mmdet, mmengine)
+        cfg['_scope_'], cfg['type'] = type_name.split('.', 1)
     return MODELS.build(cfg)
 
 
@@ -86,10 +95,17 @@ def build_own(cfg: Optional[dict], what: str) -> Optional[nn.Module]:
 class _Pair(nn.Module):
     """One distillation term: modules to compare, connectors and a loss."""
 
-    def __init__(self, name: str, student: str, teacher: str, connector,
-                 teacher_connector, loss) -> None:
+    def __init__(self,
+                 name: str,
+                 student: str,
+                 teacher: str,
+                 connector,
+                 teacher_connector,
+                 loss,
+                 teacher_model: str = SINGLE) -> None:
         super().__init__()
         self.name = name
+        self.teacher_model = teacher_model
         self.student_path = student
         self.teacher_path = teacher
         self.connector = self._build_connector(connector, 'connector')
@@ -177,10 +193,11 @@ class FeatureDistiller(BaseModel):
         distill (dict): ``name -> dict(student=PATH, teacher=PATH,
             connector=CFG, teacher_connector=CFG, loss=CFG)``. ``teacher``
             defaults to the student path. ``connector`` may be a list, one
-            per feature level. Each term is returned as
+            per feature level. With several teachers each term names its
+            own with ``teacher_model='<name>'``. Each term is returned as
             ``loss_distill_<name>``.
-        truncate_teacher (bool): Stop the teacher's forward pass once all
-            recorded teacher modules produced their outputs. Default True.
+        truncate_teacher (bool): Stop each teacher's forward pass once all
+            its recorded modules produced their outputs. Default True.
         check_input_shape (tuple, optional): Shape of a dummy input used to
             check, when the distiller is built, that every distilled pair
             fits (module paths, channels, spatial sizes). ``None`` skips
@@ -188,6 +205,11 @@ class FeatureDistiller(BaseModel):
         data_preprocessor (dict, optional): Defaults to the student's.
         teacher_trainable (bool): Must be False (the default): the teacher
             is frozen. True raises ``NotImplementedError``.
+        teachers (dict, optional): Several teachers instead of ``teacher``
+            / ``teacher_ckpt``: ``name -> dict(config=..., ckpt=...)``.
+            Each is frozen, kept out of the optimizer and checkpoints, run
+            only as far as its own recorded modules, and available as
+            ``self.teachers[name]`` (``self.teacher`` is the first).
 
     Examples:
         >>> # in a config inheriting 'mmdet::faster_rcnn/...r50...py'
@@ -213,20 +235,24 @@ class FeatureDistiller(BaseModel):
 
     def __init__(self,
                  student: ModelCfg,
-                 teacher: ModelCfg,
+                 teacher: Optional[ModelCfg] = None,
                  teacher_ckpt: Optional[str] = None,
                  distill: Optional[dict] = None,
                  truncate_teacher: bool = True,
                  check_input_shape: Optional[Sequence[int]] = (1, 3, 64, 64),
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None,
-                 teacher_trainable: bool = False) -> None:
+                 teacher_trainable: bool = False,
+                 teachers: Optional[dict] = None) -> None:
         if teacher_trainable:  # issue 5
             raise NotImplementedError(
                 'FeatureDistiller: teacher_trainable=True is not supported; '
                 'the teacher is frozen (no grad, eval mode, out of the '
                 'optimizer and checkpoints). Set teacher_trainable=False.')
-        specs = self._normalise_distill(distill)
+        teacher_cfgs = normalise_teachers(teacher, teacher_ckpt, teachers)
+        specs = self._normalise_distill(distill, list(teacher_cfgs))
+        check_all_used(
+            list(teacher_cfgs), [s['teacher_model'] for s in specs.values()])
         student_model = build_host_model(student, 'student')
         if data_preprocessor is None:
             data_preprocessor = getattr(student_model, 'data_preprocessor',
@@ -234,18 +260,15 @@ class FeatureDistiller(BaseModel):
         super().__init__(
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.student = student_model
-        teacher_model = build_host_model(teacher, 'teacher')
-        if teacher_ckpt is not None:
-            load_teacher_checkpoint(teacher_model, teacher_ckpt)
-        else:
-            MMLogger.get_current_instance().warning(
-                'FeatureDistiller: teacher_ckpt is None, the teacher keeps '
-                'its random initialisation.')
-        teacher_model.eval()
-        teacher_model.requires_grad_(False)
-        # Not a child module: out of state_dict, optimizer and DDP.
-        object.__setattr__(self, 'teacher', teacher_model)
-        self.teacher_ckpt = teacher_ckpt
+        built = {
+            name: self._build_teacher(name, **cfg)
+            for name, cfg in teacher_cfgs.items()
+        }
+        # Not child modules: out of state_dict, optimizer and DDP.
+        object.__setattr__(self, 'teachers', built)
+        object.__setattr__(self, 'teacher', next(iter(built.values())))
+        self.teacher_ckpts = {n: c['ckpt'] for n, c in teacher_cfgs.items()}
+        self.teacher_ckpt = next(iter(self.teacher_ckpts.values()))
         self.truncate_teacher = truncate_teacher
 
         self.distill_pairs = nn.ModuleDict({
@@ -255,9 +278,15 @@ class FeatureDistiller(BaseModel):
         self.student_recorder = FeatureRecorder(
             self.student,
             [p.student_path for p in self.distill_pairs.values()], 'student')
-        self.teacher_recorder = FeatureRecorder(
-            self.teacher,
-            [p.teacher_path for p in self.distill_pairs.values()], 'teacher')
+        self.teacher_recorders = {
+            name:
+            FeatureRecorder(model, [
+                p.teacher_path
+                for p in self.distill_pairs.values() if p.teacher_model == name
+            ], self._teacher_role(name))
+            for name, model in self.teachers.items()
+        }
+        self.teacher_recorder = next(iter(self.teacher_recorders.values()))
         self._bind_connectors()
         self._checked = False
         if check_input_shape is not None:
@@ -265,8 +294,28 @@ class FeatureDistiller(BaseModel):
 
     # ------------------------------------------------------------------ #
     # construction helpers
+    def _teacher_role(self, name: str) -> str:
+        """``'teacher'``, or ``"teacher 'det'"`` with several (messages)."""
+        return 'teacher' if len(self.teachers) == 1 else f'teacher {name!r}'
+
+    def _build_teacher(self, name: str, config: ModelCfg,
+                       ckpt: Optional[str]) -> nn.Module:
+        """Build, load and freeze one teacher."""
+        role = 'teacher' if name == SINGLE else f'teachers[{name!r}]'
+        model = build_host_model(config, role)
+        if ckpt is not None:
+            load_teacher_checkpoint(model, ckpt)
+        else:
+            ckpt_key = 'teacher_ckpt' if name == SINGLE else f'{role}.ckpt'
+            MMLogger.get_current_instance().warning(
+                f'FeatureDistiller: {ckpt_key} is None, the {role} keeps its '
+                'random initialisation.')
+        model.eval()
+        model.requires_grad_(False)
+        return model
+
     @staticmethod
-    def _normalise_distill(distill) -> Dict[str, dict]:
+    def _normalise_distill(distill, teachers: Sequence[str]) -> dict:
         if not distill:
             raise ValueError(
                 'FeatureDistiller: `distill` is empty, so nothing would be '
@@ -284,7 +333,8 @@ class FeatureDistiller(BaseModel):
             raise TypeError('FeatureDistiller: `distill` must be a dict '
                             f'name -> spec, got {type(distill).__name__}')
         allowed = {
-            'student', 'teacher', 'connector', 'teacher_connector', 'loss'
+            'student', 'teacher', 'connector', 'teacher_connector', 'loss',
+            'teacher_model'
         }
         specs = {}
         for name, spec in items:
@@ -306,6 +356,8 @@ class FeatureDistiller(BaseModel):
             spec.setdefault('teacher', spec['student'])
             spec.setdefault('connector', None)
             spec.setdefault('teacher_connector', None)
+            spec['teacher_model'] = resolve_teacher_model(
+                name, spec, list(teachers))
             specs[str(name)] = spec
         return specs
 
@@ -323,7 +375,7 @@ class FeatureDistiller(BaseModel):
                                     'connector' else 'teacher')
                         m.bind(
                             student=self.student,
-                            teacher=self.teacher,
+                            teacher=self.teachers[pair.teacher_model],
                             student_path=pair.student_path,
                             teacher_path=pair.teacher_path,
                             name=pair.name,
@@ -337,12 +389,14 @@ class FeatureDistiller(BaseModel):
         inputs = torch.rand(*shape)
         try:
             with torch.no_grad():
-                feats = []
-                for model, rec in ((self.student, self.student_recorder),
-                                   (self.teacher, self.teacher_recorder)):
+                feats = {}
+                runs = [(None, self.student, self.student_recorder)
+                        ] + [(name, model, self.teacher_recorders[name])
+                             for name, model in self.teachers.items()]
+                for name, model, rec in runs:
                     with rec.record(stop_after={}) as out:
                         model(inputs, None, mode='tensor')
-                    feats.append(out)
+                    feats[name] = out
         except Exception as e:  # host model needs real data samples
             self.train(was_training)
             MMLogger.get_current_instance().info(
@@ -352,15 +406,19 @@ class FeatureDistiller(BaseModel):
             return
         try:  # in eval mode: BN connectors must not learn from the dummy
             with torch.no_grad():
-                self._check_pairs(*feats)
+                self._check_pairs(feats.pop(None), feats)
         finally:
             self.train(was_training)
 
-    def _check_pairs(self, s_out: dict, t_out: dict) -> None:
+    def _check_pairs(self, s_out: dict, t_outs: Dict[str, dict]) -> None:
+        """Check every pair on recorded features (``t_outs``: per
+        teacher)."""
         for pair in self.distill_pairs.values():
             sp, tp = pair.student_path, pair.teacher_path
+            t_out = t_outs[pair.teacher_model]
             where = f"distill['{pair.name}']"
-            for role, out, path in (('student', s_out, sp), ('teacher', t_out,
+            t_role = self._teacher_role(pair.teacher_model)
+            for role, out, path in (('student', s_out, sp), (t_role, t_out,
                                                              tp)):
                 if path not in out:
                     raise RuntimeError(
@@ -403,12 +461,14 @@ class FeatureDistiller(BaseModel):
     # nn.Module plumbing for the non-child teacher
     def _apply(self, fn, *args, **kwargs):
         super()._apply(fn, *args, **kwargs)
-        self.teacher._apply(fn, *args, **kwargs)
+        for teacher in self.teachers.values():
+            teacher._apply(fn, *args, **kwargs)
         return self
 
     def train(self, mode: bool = True) -> 'FeatureDistiller':
         super().train(mode)
-        self.teacher.eval()
+        for teacher in self.teachers.values():
+            teacher.eval()
         return self
 
     # ------------------------------------------------------------------ #
@@ -497,40 +557,53 @@ class FeatureDistiller(BaseModel):
         """Student task losses plus one ``loss_distill_<name>`` per pair."""
         with self.student_recorder.record() as s_out:
             losses = self.student(inputs, data_samples, mode='loss')
-        t_out = self.teacher_features(
-            inputs, data_samples, stop_after=s_out['__calls__'])
+        t_outs = {
+            name:
+            self.teacher_features(
+                inputs,
+                data_samples,
+                stop_after=s_out['__calls__'],
+                teacher=name)
+            for name in self.teachers
+        }
         if not self._checked:
             with torch.no_grad():
-                self._check_pairs(s_out, t_out)
+                self._check_pairs(s_out, t_outs)
         for name, pair in self.distill_pairs.items():
             key = f'loss_distill_{name}'
             if key in losses:
                 raise KeyError(f'{key} is already a loss of the student')
             losses[key] = pair(s_out[pair.student_path],
-                               t_out[pair.teacher_path],
+                               t_outs[pair.teacher_model][pair.teacher_path],
                                data_samples)  # issue 4: labels for SAKD
         return losses
 
     def teacher_features(self,
                          inputs: Tensor,
                          data_samples=None,
-                         stop_after: Optional[Dict[str, int]] = None) -> dict:
-        """Run the teacher (no grad) and return its recorded features.
+                         stop_after: Optional[Dict[str, int]] = None,
+                         teacher: Optional[str] = None) -> dict:
+        """Run a teacher (no grad) and return its recorded features.
 
         Args:
             stop_after (dict, optional): Calls expected per *student* path;
-                the teacher stops once each teacher path was called as often
+                the teacher stops once each of its paths was called as often
                 as its paired student module (when ``truncate_teacher``).
+            teacher (str, optional): Which teacher (a key of
+                ``self.teachers``); default: the first.
         """
+        name = teacher if teacher is not None else next(iter(self.teachers))
+        model, recorder = self.teachers[name], self.teacher_recorders[name]
         expected = None
         if self.truncate_teacher:
             expected = {}
             for pair in self.distill_pairs.values():
+                if pair.teacher_model != name:
+                    continue
                 n = (stop_after or {}).get(pair.student_path, 1)
                 expected[pair.teacher_path] = max(
                     expected.get(pair.teacher_path, 1), n)
-        self.teacher.eval()
-        with torch.no_grad(), self.teacher_recorder.record(
-                stop_after=expected) as t_out:
-            self.teacher(inputs, data_samples, mode='tensor')
+        model.eval()
+        with torch.no_grad(), recorder.record(stop_after=expected) as t_out:
+            model(inputs, data_samples, mode='tensor')
         return t_out
