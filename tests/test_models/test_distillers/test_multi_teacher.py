@@ -222,3 +222,27 @@ def test_bad_teacher_configs_name_the_key(ckpts):
                 cnn=dict(config=CNN), vit=dict(config=VIT, chkpt='x')))
     with pytest.raises(ValueError, match=r"teachers\['vit'\] is used by no"):
         make(ckpts, distill=dict(stage2=DISTILL['stage2']))
+
+
+def test_two_teacher_preset_builds_and_trains(repo_root):
+    """The preset with the ResNet-50 and DeiT-S it is written for."""
+    import os.path as osp
+
+    from mmengine.config import Config
+    preset = Config.fromfile(
+        osp.join(repo_root, 'configs', '_base_', 'distill',
+                 'cwt_cnn_and_vit_teachers_last_stage.py'))
+    torch.manual_seed(0)
+    model = FeatureDistiller(
+        student=STUDENT,
+        teachers=dict(
+            cnn=dict(config='mmpretrain::resnet/resnet50_8xb32_in1k.py'),
+            vit=dict(config='mmpretrain::deit/deit-small_4xb256_in1k.py')),
+        distill=preset.distill.to_dict(),
+        check_input_shape=(1, 3, 64, 64))
+    assert model._checked
+    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
+    model.train()
+    log = model.train_step(batch(), optim)
+    assert torch.isfinite(log['loss_distill_cnn_last_stage'])
+    assert torch.isfinite(log['loss_distill_vit_tokens'])
