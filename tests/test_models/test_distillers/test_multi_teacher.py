@@ -246,3 +246,36 @@ def test_two_teacher_preset_builds_and_trains(repo_root):
     log = model.train_step(batch(), optim)
     assert torch.isfinite(log['loss_distill_cnn_last_stage'])
     assert torch.isfinite(log['loss_distill_vit_tokens'])
+
+
+def test_detector_and_classifier_teachers():
+    """A detector (RetinaNet R-18, mmdet) and a classifier (DeiT-tiny,
+    mmpretrain) teach an mmpretrain student: the detector stops after its
+    backbone stage, before neck and heads, with classification samples."""
+    distill = dict(
+        det_stage=dict(
+            teacher_model='det',
+            student='backbone.layer4',
+            connector=dict(
+                type='ChannelWiseTransform', in_channels=512,
+                out_channels=512),
+            loss=dict(type='FeatureL2Loss')),
+        tokens=DISTILL['tokens'])
+    torch.manual_seed(0)
+    model = FeatureDistiller(
+        student=STUDENT,
+        teachers=dict(
+            det=dict(config='mmdet::retinanet/retinanet_r18_fpn_1x_coco.py'),
+            vit=dict(config=VIT)),
+        distill=distill,
+        check_input_shape=(1, 3, 64, 64))
+    assert type(model.teachers['det']).__name__ == 'RetinaNet'
+    ran = []
+    model.teachers['det'].neck.register_forward_hook(
+        lambda *a: ran.append('neck'))
+    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
+    model.train()
+    log = model.train_step(batch(), optim)
+    assert not ran
+    assert torch.isfinite(log['loss_distill_det_stage'])
+    assert torch.isfinite(log['loss_distill_tokens'])
