@@ -82,9 +82,19 @@ def match_weight_dtype(module: nn.Module, feat: Tensor) -> Tensor:
     weight = next(module.parameters(), None)
     if (weight is None or not feat.is_floating_point()
             or feat.dtype == weight.dtype
-            or torch.is_autocast_enabled(feat.device.type)):
+            or autocast_enabled(feat.device.type)):
         return feat
     return feat.to(weight.dtype)
+
+
+def autocast_enabled(device_type: str) -> bool:
+    """Whether autocast is on for ``device_type`` (torch >= 2.0)."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 takes no device type
+        if device_type == 'cpu':
+            return torch.is_autocast_cpu_enabled()
+        return torch.is_autocast_enabled()
 
 
 class SpatialAlignMixin:
