@@ -6,22 +6,15 @@
 # patch embedding produced, e.g. 14x14 at 224 px (stride 16).
 # A CNN's last stage is at stride 32 (7x7), coarser than the teacher, so the
 # student's CWT first upsamples it bilinearly to the teacher's grid.
-# Set `student` (the CNN's last stage) and the connector widths in the
-# config: in_channels = student channels, out_channels = teacher embed dims.
-# loss_weight as in cwt_cls_last_stage.py (a heuristic; tune it).
-# The config needs data_preprocessor = dict(
-# type='mmpretrain.ClsDataPreprocessor'): mmpretrain keeps the preprocessor
-# outside the model dict and the distiller needs its type (a preset cannot
-# set it: the student's base config already defines the key).
+# The student's last stage is `backbone.stage(-1)`, resolved per model
+# (ResNet: layer4); the connector's widths are filled in when the distiller
+# is built (student channels in, teacher embedding dims out, read after
+# TokensToMap). loss_weight as in cwt_cls_last_stage.py (a heuristic).
 custom_imports = dict(imports=['mmkd_channel'], allow_failed_imports=False)
 distill = dict(
     last_stage=dict(
-        student='backbone',
+        student='backbone.stage(-1)',
         teacher='backbone.layers.11',
-        connector=dict(
-            type='ChannelWiseTransform',
-            in_channels=512,
-            out_channels=384,
-            align='bilinear'),
+        connector=dict(type='ChannelWiseTransform', align='bilinear'),
         teacher_connector=dict(type='TokensToMap'),
         loss=dict(type='FeatureL2Loss', loss_weight=5.0)))

@@ -279,3 +279,51 @@ def test_detector_and_classifier_teachers():
     assert not ran
     assert torch.isfinite(log['loss_distill_det_stage'])
     assert torch.isfinite(log['loss_distill_tokens'])
+
+
+def test_each_teacher_gets_its_own_normalisation():
+    """A caffe-style (BGR, std 1) teacher next to one that normalises as
+    the student: only the first gets a remapped batch."""
+    from toy_models import toy_cfg
+    student_dp = dict(
+        type='ImgDataPreprocessor',
+        mean=[123.675, 116.28, 103.53],
+        std=[58.395, 57.12, 57.375],
+        bgr_to_rgb=True)
+    caffe_dp = dict(
+        type='ImgDataPreprocessor',
+        mean=[103.53, 116.28, 123.675],
+        std=[1.0, 1.0, 1.0],
+        bgr_to_rgb=False)
+    model = FeatureDistiller(
+        student=dict(toy_cfg(8), data_preprocessor=student_dp),
+        teachers=dict(
+            caffe=dict(config=dict(toy_cfg(8), data_preprocessor=caffe_dp)),
+            same=dict(config=dict(toy_cfg(16), data_preprocessor=student_dp))),
+        distill=dict(
+            a=dict(
+                teacher_model='caffe',
+                student='neck',
+                loss=dict(type='FeatureL2Loss')),
+            b=dict(
+                teacher_model='same',
+                student='neck',
+                connector=dict(type='ChannelWiseTransform'),
+                loss=dict(type='FeatureL2Loss'))),
+        check_input_shape=(1, 3, 16, 16))
+    img = torch.randint(0, 256, (3, 16, 16), dtype=torch.uint8)
+    data = dict(inputs=[img], data_samples=None)
+    x = model.data_preprocessor(data)['inputs']
+    caffe = model.teachers['caffe']
+    torch.testing.assert_close(
+        model._teacher_inputs(x, 'caffe'),
+        caffe.data_preprocessor(data)['inputs'])
+    assert model._teacher_inputs(x, 'same') is x
+    got = model.teacher_features(x, teacher='caffe')['neck']
+    with torch.no_grad():
+        expect = caffe.neck(
+            caffe.backbone(caffe.data_preprocessor(data)['inputs']))
+    for a, b in zip(got, expect):
+        torch.testing.assert_close(a, b)
+    # the widths of the second term came from the 'same' teacher (16)
+    assert model.distill_pairs['b'].connector.out_channels == 16
