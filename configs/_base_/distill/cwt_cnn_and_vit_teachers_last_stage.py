@@ -15,8 +15,8 @@
 # connector widths are filled in when the distiller is built (e.g.
 # ResNet-18 512 -> ResNet-50 2048 and -> DeiT-S 384). The student's last
 # stage is at stride 32 like the CNN teacher's; the ViT grid is at 16, so
-# that term upsamples the student. Each term gets half the single-teacher weight of
-# cwt_cls_last_stage.py (a heuristic; tune it).
+# that term upsamples the student. Each term gets half the single-teacher
+# weight of cwt_cls_last_stage.py (a heuristic; tune it).
 custom_imports = dict(imports=['mmkd_channel'], allow_failed_imports=False)
 distill = dict(
     cnn_last_stage=dict(
