@@ -28,8 +28,9 @@ def teacher_as_student(distiller: nn.Module,
 
     ``predict`` / ``val_step`` / ``test_step`` of a FeatureDistiller run its
     ``student``; this swaps the teacher into that slot and back. Inputs go
-    through the distiller's (the student's) data preprocessor, exactly as
-    the teacher sees them during distillation.
+    through the distiller's (the student's) data preprocessor and, for a
+    teacher that normalises differently, its remap to the teacher's own
+    normalisation: exactly what the teacher sees during distillation.
 
     Args:
         distiller (nn.Module): A FeatureDistiller (unwrapped).
@@ -40,15 +41,30 @@ def teacher_as_student(distiller: nn.Module,
         nn.Module: The teacher.
     """
     teachers = teachers_of(distiller)
-    teacher = teachers[name] if name is not None else next(
-        iter(teachers.values()))
+    name = name if name is not None else next(iter(teachers))
+    teacher = teachers[name]
+    remaps = getattr(distiller, 'teacher_inputs', None) or {}
     student = distiller._modules['student']
-    distiller._modules['student'] = teacher
+    distiller._modules['student'] = (
+        _OwnNormalisation(teacher, remaps[name])
+        if name in remaps else teacher)
     try:
         yield teacher
     finally:
         distiller._modules['student'] = student
         teacher.eval()
+
+
+class _OwnNormalisation(nn.Module):
+    """A teacher fed its own normalisation of the student's batch, as in
+    distillation (``FeatureDistiller.teacher_inputs``)."""
+
+    def __init__(self, teacher: nn.Module, remap: nn.Module) -> None:
+        super().__init__()
+        self.teacher, self.remap = teacher, remap
+
+    def forward(self, inputs, data_samples=None, mode: str = 'tensor'):
+        return self.teacher(self.remap(inputs), data_samples, mode=mode)
 
 
 @HOOKS.register_module()

@@ -281,9 +281,10 @@ def test_detector_and_classifier_teachers():
     assert torch.isfinite(log['loss_distill_tokens'])
 
 
-def test_each_teacher_gets_its_own_normalisation():
+@pytest.fixture(scope='module')
+def two_normalisations():
     """A caffe-style (BGR, std 1) teacher next to one that normalises as
-    the student: only the first gets a remapped batch."""
+    the student."""
     from toy_models import toy_cfg
     student_dp = dict(
         type='ImgDataPreprocessor',
@@ -295,7 +296,7 @@ def test_each_teacher_gets_its_own_normalisation():
         mean=[103.53, 116.28, 123.675],
         std=[1.0, 1.0, 1.0],
         bgr_to_rgb=False)
-    model = FeatureDistiller(
+    return FeatureDistiller(
         student=dict(toy_cfg(8), data_preprocessor=student_dp),
         teachers=dict(
             caffe=dict(config=dict(toy_cfg(8), data_preprocessor=caffe_dp)),
@@ -311,6 +312,11 @@ def test_each_teacher_gets_its_own_normalisation():
                 connector=dict(type='ChannelWiseTransform'),
                 loss=dict(type='FeatureL2Loss'))),
         check_input_shape=(1, 3, 16, 16))
+
+
+def test_each_teacher_gets_its_own_normalisation(two_normalisations):
+    """Only the caffe-style teacher gets a remapped batch."""
+    model = two_normalisations
     img = torch.randint(0, 256, (3, 16, 16), dtype=torch.uint8)
     data = dict(inputs=[img], data_samples=None)
     x = model.data_preprocessor(data)['inputs']
@@ -327,3 +333,20 @@ def test_each_teacher_gets_its_own_normalisation():
         torch.testing.assert_close(a, b)
     # the widths of the second term came from the 'same' teacher (16)
     assert model.distill_pairs['b'].connector.out_channels == 16
+
+
+def test_teacher_eval_feeds_each_teacher_its_normalisation(two_normalisations):
+    """TeacherEvalHook's swap runs a teacher on what it sees in training."""
+    from mmkd_channel.engine.hooks.teacher_eval_hook import teacher_as_student
+    model = two_normalisations
+    x = torch.rand(2, 3, 16, 16)
+    for name, teacher in model.teachers.items():
+        with torch.no_grad(), teacher_as_student(model, name) as t:
+            assert t is teacher
+            got = model(x, mode='tensor')
+            expect = teacher(model._teacher_inputs(x, name), mode='tensor')
+        torch.testing.assert_close(got, expect)
+    assert not torch.equal(model._teacher_inputs(x, 'caffe'),
+                           x)  # a real remap was tested
+    torch.testing.assert_close(
+        model(x, mode='tensor'), model.student(x, mode='tensor'))
