@@ -5,5 +5,10 @@ __all__ = ['AUTO', 'ChannelConnector', 'ChannelWiseTransform']
 from .conv_bn import ConvBNConnector  # noqa: E402
 from .margin_relu import MarginReLU  # noqa: E402
 from .param_free_uniformizer import ParamFreeUniformizer  # noqa: E402
+from .spatial_align import SpatialAlign  # noqa: E402
+from .tokens_to_map import TokensToMap  # noqa: E402
 
-__all__ += ['ConvBNConnector', 'MarginReLU', 'ParamFreeUniformizer']
+__all__ += [
+    'ConvBNConnector', 'MarginReLU', 'ParamFreeUniformizer', 'SpatialAlign',
+    'TokensToMap'
+]

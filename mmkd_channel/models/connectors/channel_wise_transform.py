@@ -1,14 +1,15 @@
 """CWT: the learnable channel-wise transformation of the student feature."""
-from typing import Optional
+from typing import Optional, Sequence
 
 from torch import Tensor, nn
 
 from mmkd_channel.registry import MODELS
 from .base import ChannelConnector, Channels
+from .spatial_align import SpatialAlignMixin
 
 
 @MODELS.register_module()
-class ChannelWiseTransform(ChannelConnector):
+class ChannelWiseTransform(SpatialAlignMixin, ChannelConnector):
     """``W2(ReLU(W1(x)))`` with 1x1 convolutions: an MLP over channels.
 
     From "A Simple and Generic Framework for Feature Distillation via
@@ -27,6 +28,10 @@ class ChannelWiseTransform(ChannelConnector):
             Defaults to ``out_channels``.
         bias (bool): Whether the 1x1 convolutions have a bias.
             Defaults to True.
+        align (str, optional): Resize the student feature to the teacher's
+            ``H x W`` first: ``'bilinear'`` (student coarser) or
+            ``'adaptive_pool'`` (student finer). See
+            :mod:`mmkd_channel.models.connectors.spatial_align`.
 
     Examples:
         >>> import torch
@@ -43,8 +48,10 @@ class ChannelWiseTransform(ChannelConnector):
                  in_channels: Channels = None,
                  out_channels: Channels = None,
                  hidden_channels: Optional[int] = None,
-                 bias: bool = True) -> None:
+                 bias: bool = True,
+                 align: Optional[str] = None) -> None:
         super().__init__(in_channels, out_channels)
+        self.init_align(align)
         if hidden_channels is not None and (type(hidden_channels) is not int
                                             or hidden_channels <= 0):
             raise ValueError('ChannelWiseTransform: hidden_channels must be '
@@ -67,7 +74,9 @@ class ChannelWiseTransform(ChannelConnector):
             nn.Conv2d(
                 self.hidden_channels, self.out_channels, 1, bias=self.bias))
 
-    def forward(self, feat: Tensor) -> Tensor:
-        """Map (N, Cs, H, W) to (N, Ct, H, W)."""
+    def forward(self,
+                feat: Tensor,
+                size: Optional[Sequence[int]] = None) -> Tensor:
+        """Map (N, Cs, H, W) to (N, Ct, H, W) (``size`` with ``align``)."""
         self.check_input(feat)
-        return self.mlp(feat)
+        return self.mlp(self.prepare_input(feat, size))

@@ -1,12 +1,15 @@
 """OFD's student connector: 1x1 convolution without bias, then BN."""
+from typing import Optional, Sequence
+
 from torch import Tensor, nn
 
 from mmkd_channel.registry import MODELS
 from .base import ChannelConnector, Channels
+from .spatial_align import SpatialAlignMixin
 
 
 @MODELS.register_module()
-class ConvBNConnector(ChannelConnector):
+class ConvBNConnector(SpatialAlignMixin, ChannelConnector):
     """``BN(Conv1x1(x))``: maps the student's ``Cs`` channels to ``Ct``.
 
     The student-side transform of OFD (Heo et al., "A Comprehensive
@@ -21,6 +24,10 @@ class ConvBNConnector(ChannelConnector):
             (Cs). Omitted or ``'auto'``: filled in by the distiller.
         out_channels (int | str, optional): Channels of the teacher feature
             (Ct). Omitted or ``'auto'``: filled in by the distiller.
+        align (str, optional): Resize the student feature to the teacher's
+            ``H x W`` first: ``'bilinear'`` (student coarser) or
+            ``'adaptive_pool'`` (student finer). See
+            :mod:`mmkd_channel.models.connectors.spatial_align`.
 
     Examples:
         >>> import torch
@@ -31,8 +38,10 @@ class ConvBNConnector(ChannelConnector):
 
     def __init__(self,
                  in_channels: Channels = None,
-                 out_channels: Channels = None) -> None:
+                 out_channels: Channels = None,
+                 align: Optional[str] = None) -> None:
         super().__init__(in_channels, out_channels)
+        self.init_align(align)
         self.maybe_build()
 
     def build_layers(self) -> None:
@@ -44,7 +53,9 @@ class ConvBNConnector(ChannelConnector):
         nn.init.ones_(self.bn.weight)
         nn.init.zeros_(self.bn.bias)
 
-    def forward(self, feat: Tensor) -> Tensor:
-        """Map (N, Cs, H, W) to (N, Ct, H, W)."""
+    def forward(self,
+                feat: Tensor,
+                size: Optional[Sequence[int]] = None) -> Tensor:
+        """Map (N, Cs, H, W) to (N, Ct, H, W) (``size`` with ``align``)."""
         self.check_input(feat)
-        return self.bn(self.conv(feat))
+        return self.bn(self.conv(self.prepare_input(feat, size)))

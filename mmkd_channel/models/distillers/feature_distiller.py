@@ -1,5 +1,6 @@
 """FeatureDistiller: a student, a frozen teacher and feature losses."""
 import copy
+import inspect
 import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -13,6 +14,8 @@ from mmkd_channel.registry import MODELS
 from mmkd_channel.utils.checkpoint import load_teacher_checkpoint
 from mmkd_channel.utils.mim import resolve_config_path
 from ..connectors.base import ChannelConnector
+from ..connectors.spatial_align import (align_hint, call_connector,
+                                        spatial_sizes)
 from ..losses.base import as_tensor_list
 from .build_context import (DEFAULT_CHECK_SIDE, current_config,
                             input_size_from_config, min_input_side,
@@ -23,6 +26,8 @@ from .pair_check import (DistillCheckError, connectors_of, is_pooled,
                          unwrap_single)
 from .preprocess import TeacherInputRemap
 from .recorder import FeatureRecorder, get_submodule, parse_path
+from .teachers import (SINGLE, check_all_used, normalise_teachers,
+                       resolve_teacher_model)
 
 ModelCfg = Union[str, dict, ConfigDict]
 
@@ -64,6 +69,13 @@ def host_model_cfg(cfg: ModelCfg,
         raise KeyError(f'{role}: the model dict has no `type`.')
     if isinstance(top_dp, dict) and cfg.get('data_preprocessor') is None:
         cfg['data_preprocessor'] = copy.deepcopy(top_dp)
+    type_name = cfg['type']
+    if isinstance(type_name, str) and '.' in type_name and ('_scope_'
+                                                            not in cfg):
+        # 'mmpretrain.ImageClassifier' as _scope_: the host's own nested
+        # builds (its default 'ClsDataPreprocessor') then look in its
+        # registry, not in the default scope of the run (mmdet, mmengine)
+        cfg['_scope_'], cfg['type'] = type_name.split('.', 1)
     return cfg
 
 
@@ -120,10 +132,17 @@ def build_own(cfg: Optional[dict], what: str) -> Optional[nn.Module]:
 class _Pair(nn.Module):
     """One distillation term: modules to compare, connectors and a loss."""
 
-    def __init__(self, name: str, student: str, teacher: str, connector,
-                 teacher_connector, loss) -> None:
+    def __init__(self,
+                 name: str,
+                 student: str,
+                 teacher: str,
+                 connector,
+                 teacher_connector,
+                 loss,
+                 teacher_model: str = SINGLE) -> None:
         super().__init__()
         self.name = name
+        self.teacher_model = teacher_model
         self.student_path = student
         self.teacher_path = teacher
         self.connector = self._build_connector(connector, 'connector')
@@ -139,20 +158,27 @@ class _Pair(nn.Module):
         return build_own(cfg, what)
 
     @staticmethod
-    def _connect(connector, feat):
+    def _connect(connector, feat, size=None):
+        """Apply the connector(s); ``size``: the teacher's ``H x W`` (per
+        level for tuples), used by connectors with ``align``."""
         if connector is None:
             return feat
         if isinstance(feat, (tuple, list)):
+            sizes = size if isinstance(size, tuple) and len(size) == len(
+                feat) else (None, ) * len(feat)
             if isinstance(connector, nn.ModuleList):
                 if len(connector) != len(feat):
                     raise ValueError(
                         f'{len(connector)} connectors for {len(feat)} '
                         'feature levels')
-                return tuple(c(f) for c, f in zip(connector, feat))
-            return tuple(connector(f) for f in feat)
+                return tuple(
+                    call_connector(c, f, z)
+                    for c, f, z in zip(connector, feat, sizes))
+            return tuple(
+                call_connector(connector, f, z) for f, z in zip(feat, sizes))
         if isinstance(connector, nn.ModuleList):
             raise ValueError('a list of connectors needs a tuple of features')
-        return connector(feat)
+        return call_connector(connector, feat, size)
 
     def unbuilt(self) -> List[Tuple[str, ChannelConnector]]:
         """``(key, connector)`` of the connectors still missing widths."""
@@ -168,9 +194,20 @@ class _Pair(nn.Module):
         # batch's data samples; every other loss gets the two features.
         from ..losses.loss_inputs import call_loss
         student_feat, teacher_feat = unwrap_single(student_feat, teacher_feat)
-        s = self._connect(self.connector, student_feat)
+        # teacher first: its H x W is the target of the student's `align`
         t = self._connect(self.teacher_connector, teacher_feat)
+        s = self._connect(self.connector, student_feat, spatial_sizes(t))
         return call_loss(self.loss, s, t, data_samples)
+
+    def align_hint(self, student_feat, teacher_feat) -> str:
+        """Suggest ``align`` when the connected features differ only in
+        ``H x W``; ``''`` otherwise."""
+        try:
+            s = self._connect(self.connector, student_feat)
+            t = self._connect(self.teacher_connector, teacher_feat)
+        except Exception:
+            return ''
+        return align_hint(s, t)
 
 
 def _with_context(error: Exception, desc: str) -> Exception:
@@ -226,9 +263,10 @@ class FeatureDistiller(BaseModel):
             pre-ReLU feature), resolved per model. Each term is returned as
             ``loss_distill_<name>``. A top-level ``distill`` of the config
             that overrides a preset field is applied (see
-            :func:`~.build_context.resolve_distill`).
-        truncate_teacher (bool): Stop the teacher's forward pass once all
-            recorded teacher modules produced their outputs. Default True.
+            :func:`~.build_context.resolve_distill`). With several teachers
+            each term names its own with ``teacher_model='<name>'``.
+        truncate_teacher (bool): Stop each teacher's forward pass once all
+            its recorded modules produced their outputs. Default True.
         check_input_shape (tuple | str, optional): Shape ``(N, 3, H, W)``
             of the dummy input of the build-time check. ``'auto'`` (the
             default): the crop / resize size of the config's pipeline
@@ -240,6 +278,12 @@ class FeatureDistiller(BaseModel):
             the student's own preprocessor.
         teacher_trainable (bool): Must be False (the default): the teacher
             is frozen. True raises ``NotImplementedError``.
+        teachers (dict, optional): Several teachers instead of ``teacher``
+            / ``teacher_ckpt``: ``name -> dict(config=..., ckpt=...)``.
+            Each is frozen, kept out of the optimizer and checkpoints, run
+            only as far as its own recorded modules, fed its own
+            normalisation, and available as ``self.teachers[name]``
+            (``self.teacher`` is the first).
 
     Examples:
         >>> # in a config inheriting 'mmdet::faster_rcnn/...r50...py'
@@ -265,21 +309,26 @@ class FeatureDistiller(BaseModel):
 
     def __init__(self,
                  student: ModelCfg,
-                 teacher: ModelCfg,
+                 teacher: Optional[ModelCfg] = None,
                  teacher_ckpt: Optional[str] = None,
                  distill: Optional[dict] = None,
                  truncate_teacher: bool = True,
                  check_input_shape: Union[Sequence[int], str, None] = 'auto',
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None,
-                 teacher_trainable: bool = False) -> None:
+                 teacher_trainable: bool = False,
+                 teachers: Optional[dict] = None) -> None:
         if teacher_trainable:
             raise NotImplementedError(
                 'FeatureDistiller: teacher_trainable=True is not supported; '
                 'the teacher is frozen (no grad, eval mode, out of the '
                 'optimizer and checkpoints). Set teacher_trainable=False.')
         context = current_config()
-        specs = self._normalise_distill(resolve_distill(distill, context))
+        teacher_cfgs = normalise_teachers(teacher, teacher_ckpt, teachers)
+        specs = self._normalise_distill(
+            resolve_distill(distill, context), list(teacher_cfgs))
+        check_all_used(
+            list(teacher_cfgs), [s['teacher_model'] for s in specs.values()])
         untyped_dp = (
             data_preprocessor if isinstance(data_preprocessor, dict)
             and 'type' not in data_preprocessor else None)
@@ -291,22 +340,29 @@ class FeatureDistiller(BaseModel):
         super().__init__(
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.student = student_model
-        teacher_model = build_host_model(teacher, 'teacher', None, context)
-        if teacher_ckpt is not None:
-            load_teacher_checkpoint(teacher_model, teacher_ckpt)
-        else:
-            MMLogger.get_current_instance().warning(
-                'FeatureDistiller: teacher_ckpt is None, the teacher keeps '
-                'its random initialisation.')
-        teacher_model.eval()
-        teacher_model.requires_grad_(False)
-        # Not a child module: out of state_dict, optimizer and DDP.
-        object.__setattr__(self, 'teacher', teacher_model)
-        self.teacher_ckpt = teacher_ckpt
+        built = {
+            name: self._build_teacher(name, context, **cfg)
+            for name, cfg in teacher_cfgs.items()
+        }
+        # Not child modules: out of state_dict, optimizer and DDP.
+        object.__setattr__(self, 'teachers', built)
+        object.__setattr__(self, 'teacher', next(iter(built.values())))
+        self.teacher_ckpts = {n: c['ckpt'] for n, c in teacher_cfgs.items()}
+        self.teacher_ckpt = next(iter(self.teacher_ckpts.values()))
         self.truncate_teacher = truncate_teacher
-        self.teacher_input = TeacherInputRemap.between(
-            self.data_preprocessor,
-            getattr(teacher_model, 'data_preprocessor', None))
+        remaps = {
+            name:
+            TeacherInputRemap.between(
+                self.data_preprocessor,
+                getattr(model, 'data_preprocessor', None))
+            for name, model in built.items()
+        }
+        self.teacher_input = next(iter(remaps.values()))
+        # non-persistent buffers: moved with the distiller, not saved
+        self.teacher_inputs = nn.ModuleDict({
+            n: r
+            for n, r in remaps.items() if r is not None
+        })
         self.loss_scale = LossScaleMonitor()
         self._checked = False
         self._check_skipped: Optional[str] = None
@@ -326,9 +382,13 @@ class FeatureDistiller(BaseModel):
         self.student_recorder = FeatureRecorder(self.student,
                                                 self._valid_paths('student'),
                                                 'student')
-        self.teacher_recorder = FeatureRecorder(self.teacher,
-                                                self._valid_paths('teacher'),
-                                                'teacher')
+        self.teacher_recorders = {
+            name:
+            FeatureRecorder(model, self._valid_paths('teacher', name),
+                            self._teacher_role(name))
+            for name, model in self.teachers.items()
+        }
+        self.teacher_recorder = next(iter(self.teacher_recorders.values()))
         problems += self._bind_connectors()
         shape, source = self._check_shape(check_input_shape, context)
         if shape is not None:
@@ -371,8 +431,28 @@ class FeatureDistiller(BaseModel):
 
     # ------------------------------------------------------------------ #
     # construction helpers
+    def _teacher_role(self, name: str) -> str:
+        """``'teacher'``, or ``"teacher 'det'"`` with several (messages)."""
+        return 'teacher' if len(self.teachers) == 1 else f'teacher {name!r}'
+
+    def _build_teacher(self, name: str, context, config: ModelCfg,
+                       ckpt: Optional[str]) -> nn.Module:
+        """Build, load and freeze one teacher."""
+        role = 'teacher' if name == SINGLE else f'teachers[{name!r}]'
+        model = build_host_model(config, role, None, context)
+        if ckpt is not None:
+            load_teacher_checkpoint(model, ckpt)
+        else:
+            ckpt_key = 'teacher_ckpt' if name == SINGLE else f'{role}.ckpt'
+            MMLogger.get_current_instance().warning(
+                f'FeatureDistiller: {ckpt_key} is None, the {role} keeps its '
+                'random initialisation.')
+        model.eval()
+        model.requires_grad_(False)
+        return model
+
     @staticmethod
-    def _normalise_distill(distill) -> Dict[str, dict]:
+    def _normalise_distill(distill, teachers: Sequence[str]) -> dict:
         if not distill:
             raise ValueError(
                 'FeatureDistiller: `distill` is empty, so nothing would be '
@@ -390,7 +470,8 @@ class FeatureDistiller(BaseModel):
             raise TypeError('FeatureDistiller: `distill` must be a dict '
                             f'name -> spec, got {type(distill).__name__}')
         allowed = {
-            'student', 'teacher', 'connector', 'teacher_connector', 'loss'
+            'student', 'teacher', 'connector', 'teacher_connector', 'loss',
+            'teacher_model'
         }
         specs = {}
         for name, spec in items:
@@ -412,6 +493,8 @@ class FeatureDistiller(BaseModel):
             spec.setdefault('teacher', spec['student'])
             spec.setdefault('connector', None)
             spec.setdefault('teacher_connector', None)
+            spec['teacher_model'] = resolve_teacher_model(
+                name, spec, list(teachers))
             specs[str(name)] = spec
         return specs
 
@@ -421,8 +504,9 @@ class FeatureDistiller(BaseModel):
         problems = []
         self._bad_paths = set()
         for pair in self.distill_pairs.values():
+            teacher = self.teachers[pair.teacher_model]
             for role, model in (('student', self.student), ('teacher',
-                                                            self.teacher)):
+                                                            teacher)):
                 key = f'{role}_path'
                 spec = getattr(pair, key)
                 try:
@@ -447,10 +531,13 @@ class FeatureDistiller(BaseModel):
         return any((pair.name, role) in self._bad_paths
                    for role in ('student', 'teacher'))
 
-    def _valid_paths(self, role: str) -> List[str]:
+    def _valid_paths(self,
+                     role: str,
+                     teacher: Optional[str] = None) -> List[str]:
         return [
             getattr(p, f'{role}_path') for p in self.distill_pairs.values()
-            if (p.name, role) not in self._bad_paths
+            if (p.name, role) not in self._bad_paths and (
+                teacher is None or p.teacher_model == teacher)
         ]
 
     def _bind_connectors(self) -> List[str]:
@@ -463,13 +550,19 @@ class FeatureDistiller(BaseModel):
                 for m in connectors_of(getattr(pair, key)):
                     if not hasattr(m, 'bind'):
                         continue
+                    # connectors that may sit on either side (tokens of a
+                    # transformer) are told which one they are on
+                    side = dict(
+                        role='student' if key == 'connector' else 'teacher')
                     try:
                         m.bind(
                             student=self.student,
-                            teacher=self.teacher,
+                            teacher=self.teachers[pair.teacher_model],
                             student_path=pair.student_path,
                             teacher_path=pair.teacher_path,
-                            name=pair.name)
+                            name=pair.name,
+                            **(side if 'role' in inspect.signature(
+                                m.bind).parameters else {}))
                     except (KeyError, ValueError) as e:
                         problems.append(str(e.args[0]) if e.args else str(e))
         return problems
@@ -487,26 +580,29 @@ class FeatureDistiller(BaseModel):
         found = input_size_from_config(context)
         (h, w), source = found or ((DEFAULT_CHECK_SIDE, DEFAULT_CHECK_SIDE),
                                    'default size')
-        side = min_input_side(self.student, self.teacher)
+        side = min_input_side(self.student, *self.teachers.values())
         if min(h, w) < side:
             scale = side / min(h, w)
             h, w = (32 * -(-int(v * scale) // 32) for v in (h, w))
             source += f', enlarged to one attention window ({side} px)'
         return (1, 3, h, w), source
 
-    def _run_models(self, inputs: Tensor) -> Tuple[dict, dict]:
-        """Record both models' features on ``inputs`` (eval, no grad)."""
-        feats = []
+    def _run_models(self, inputs: Tensor) -> Tuple[dict, Dict[str, dict]]:
+        """Record the student's and every teacher's features on ``inputs``
+        (eval, no grad): ``(s_out, {teacher name: t_out})``."""
+        t_outs = {}
         with torch.no_grad():
-            for model, rec, x in (
-                (self.student, self.student_recorder, inputs),
-                (self.teacher, self.teacher_recorder,
-                 self._teacher_inputs(inputs)),
-            ):
-                with rec.record(stop_after={}) as out:
-                    model(x, None, mode='tensor')
-                feats.append(out)
-        return feats[0], feats[1]
+            with self.student_recorder.record(stop_after={}) as s_out:
+                self.student(inputs, None, mode='tensor')
+            for name, model in self.teachers.items():
+                with self.teacher_recorders[name].record(
+                        stop_after={}) as t_out:
+                    model(
+                        self._teacher_inputs(inputs, name),
+                        None,
+                        mode='tensor')
+                t_outs[name] = t_out
+        return s_out, t_outs
 
     def _dry_run(self, shape: Tuple[int, ...], source: str = '') -> list:
         """Run both models on a dummy input, fill connector widths and
@@ -517,7 +613,7 @@ class FeatureDistiller(BaseModel):
         inputs = torch.rand(*shape, generator=g)
         self._dummy_inputs = inputs
         try:
-            s_out, t_out = self._run_models(inputs)
+            s_out, t_outs = self._run_models(inputs)
         except Exception as e:  # host model needs real data samples
             self.train(was_training)
             self._check_skipped = (
@@ -531,19 +627,21 @@ class FeatureDistiller(BaseModel):
                 'accept (e.g. the training crop size).')
             return []
         try:  # in eval mode: BN connectors must not learn from the dummy
-            problems = self._fill_channels(s_out, t_out)
+            problems = self._fill_channels(s_out, t_outs)
             with torch.no_grad():
-                problems += self._check_pairs(s_out, t_out, raise_now=False)
+                problems += self._check_pairs(s_out, t_outs, raise_now=False)
         finally:
             self.train(was_training)
         return problems
 
-    def _fill_channels(self, s_out: dict, t_out: dict) -> List[str]:
+    def _fill_channels(self, s_out: dict, t_outs: Dict[str,
+                                                       dict]) -> List[str]:
         """Build the connectors left ``'auto'`` from the recorded widths."""
         todo = []
         problems = []
         for pair in self.distill_pairs.values():
             sp, tp = pair.student_path, pair.teacher_path
+            t_out = t_outs[pair.teacher_model]
             if not pair.unbuilt() or sp not in s_out or tp not in t_out:
                 continue
             s, t = unwrap_single(s_out[sp], t_out[tp])
@@ -648,13 +746,13 @@ class FeatureDistiller(BaseModel):
 
     def _check_pairs(self,
                      s_out: dict,
-                     t_out: dict,
+                     t_outs: Dict[str, dict],
                      raise_now: bool = True) -> List[str]:
         """Check every pair on recorded features; collect every problem.
 
         Args:
             s_out (dict): Student features by path (a recorder's output).
-            t_out (dict): Teacher features by path.
+            t_outs (dict): Per teacher name, its features by path.
             raise_now (bool): Raise :class:`DistillCheckError` listing the
                 problems (the first training step); False returns them.
         """
@@ -662,7 +760,8 @@ class FeatureDistiller(BaseModel):
         for pair in self.distill_pairs.values():
             if self._has_bad_path(pair):
                 continue
-            problems += self._check_pair(pair, s_out, t_out)
+            problems += self._check_pair(pair, s_out,
+                                         t_outs[pair.teacher_model])
         if not problems:
             self._checked = True
         elif raise_now:
@@ -672,8 +771,9 @@ class FeatureDistiller(BaseModel):
     def _check_pair(self, pair: _Pair, s_out: dict, t_out: dict) -> list:
         sp, tp = pair.student_path, pair.teacher_path
         where = f"distill['{pair.name}']"
+        t_role = self._teacher_role(pair.teacher_model)
         missing = [(role, path) for role, out, path in (('student', s_out, sp),
-                                                        ('teacher', t_out, tp))
+                                                        (t_role, t_out, tp))
                    if path not in out]
         if missing:
             got = {
@@ -701,7 +801,10 @@ class FeatureDistiller(BaseModel):
                   if is_pooled(feat) and (
                       needs_map or is_spatial(t if role == 'student' else s))]
         if pooled:
-            return [self._pooled_problem(desc, *p) for p in pooled]
+            return [
+                self._pooled_problem(desc, *p, teacher=pair.teacher_model)
+                for p in pooled
+            ]
         problems = []
         for c in conns:
             in_ch = getattr(c, 'in_channels', None)
@@ -731,8 +834,10 @@ class FeatureDistiller(BaseModel):
         try:
             pair(s, t)
         except (ValueError, RuntimeError) as e:
-            fix = ''
-            if not conns and shapes(s) != shapes(t):
+            fix = pair.align_hint(s, t)
+            if fix:
+                e = str(e).rstrip('.')
+            elif not conns and shapes(s) != shapes(t):
                 fix = (' Fix: add a connector, e.g. connector=dict('
                        "type='ChannelWiseTransform') (widths are filled in), "
                        'or pick modules whose outputs have the same shape.')
@@ -744,13 +849,19 @@ class FeatureDistiller(BaseModel):
             raise _with_context(e, desc) from e
         return []
 
-    def _pooled_problem(self, desc: str, role: str, path: str, feat) -> str:
+    def _pooled_problem(self,
+                        desc: str,
+                        role: str,
+                        path: str,
+                        feat,
+                        teacher: str = SINGLE) -> str:
         """A pooled ``(N, C)`` feature where a spatial one is needed."""
-        model = self.student if role == 'student' else self.teacher
+        model = self.student if role == 'student' else self.teachers[teacher]
         inputs = getattr(self, '_dummy_inputs', None)
         spatial = None
         if inputs is not None:
-            x = inputs if role == 'student' else self._teacher_inputs(inputs)
+            x = inputs if role == 'student' else self._teacher_inputs(
+                inputs, teacher)
             spatial = last_spatial_module(
                 model,
                 parse_path(path)[0], lambda: model(x, None, mode='tensor'))
@@ -767,19 +878,25 @@ class FeatureDistiller(BaseModel):
     # nn.Module plumbing for the non-child teacher
     def _apply(self, fn, *args, **kwargs):
         super()._apply(fn, *args, **kwargs)
-        self.teacher._apply(fn, *args, **kwargs)
+        for teacher in self.teachers.values():
+            teacher._apply(fn, *args, **kwargs)
         return self
 
     def train(self, mode: bool = True) -> 'FeatureDistiller':
         super().train(mode)
-        self.teacher.eval()
+        for teacher in self.teachers.values():
+            teacher.eval()
         return self
 
-    def _teacher_inputs(self, inputs: Tensor) -> Tensor:
-        """The student's preprocessed batch in the teacher's normalisation."""
-        if self.teacher_input is None or not isinstance(inputs, Tensor):
+    def _teacher_inputs(self,
+                        inputs: Tensor,
+                        teacher: Optional[str] = None) -> Tensor:
+        """The student's preprocessed batch in a teacher's normalisation
+        (default: the first teacher's)."""
+        name = teacher if teacher is not None else next(iter(self.teachers))
+        if name not in self.teacher_inputs or not isinstance(inputs, Tensor):
             return inputs
-        return self.teacher_input(inputs)
+        return self.teacher_inputs[name](inputs)
 
     # ------------------------------------------------------------------ #
     # forward
@@ -867,17 +984,24 @@ class FeatureDistiller(BaseModel):
         """Student task losses plus one ``loss_distill_<name>`` per pair."""
         with self.student_recorder.record() as s_out:
             losses = self.student(inputs, data_samples, mode='loss')
-        t_out = self.teacher_features(
-            inputs, data_samples, stop_after=s_out['__calls__'])
+        t_outs = {
+            name:
+            self.teacher_features(
+                inputs,
+                data_samples,
+                stop_after=s_out['__calls__'],
+                teacher=name)
+            for name in self.teachers
+        }
         if not self._checked:
             with torch.no_grad():
-                self._check_pairs(s_out, t_out)
+                self._check_pairs(s_out, t_outs)
         for name, pair in self.distill_pairs.items():
             key = f'loss_distill_{name}'
             if key in losses:
                 raise KeyError(f'{key} is already a loss of the student')
             losses[key] = pair(s_out[pair.student_path],
-                               t_out[pair.teacher_path],
+                               t_outs[pair.teacher_model][pair.teacher_path],
                                data_samples)  # labels for SAKD
         self.loss_scale.update(losses, self.distill_pairs)
         return losses
@@ -885,24 +1009,32 @@ class FeatureDistiller(BaseModel):
     def teacher_features(self,
                          inputs: Tensor,
                          data_samples=None,
-                         stop_after: Optional[Dict[str, int]] = None) -> dict:
-        """Run the teacher (no grad) and return its recorded features.
+                         stop_after: Optional[Dict[str, int]] = None,
+                         teacher: Optional[str] = None) -> dict:
+        """Run a teacher (no grad) and return its recorded features.
 
         Args:
             stop_after (dict, optional): Calls expected per *student* path;
-                the teacher stops once each teacher path was called as often
+                the teacher stops once each of its paths was called as often
                 as its paired student module (when ``truncate_teacher``).
+            teacher (str, optional): Which teacher (a key of
+                ``self.teachers``); default: the first.
         """
+        name = teacher if teacher is not None else next(iter(self.teachers))
+        model, recorder = self.teachers[name], self.teacher_recorders[name]
         expected = None
         if self.truncate_teacher:
             expected = {}
             for pair in self.distill_pairs.values():
+                if pair.teacher_model != name:
+                    continue
                 n = (stop_after or {}).get(pair.student_path, 1)
                 expected[pair.teacher_path] = max(
                     expected.get(pair.teacher_path, 1), n)
-        self.teacher.eval()
-        with torch.no_grad(), self.teacher_recorder.record(
-                stop_after=expected) as t_out:
-            self.teacher(
-                self._teacher_inputs(inputs), data_samples, mode='tensor')
+        model.eval()
+        with torch.no_grad(), recorder.record(stop_after=expected) as t_out:
+            model(
+                self._teacher_inputs(inputs, name),
+                data_samples,
+                mode='tensor')
         return t_out

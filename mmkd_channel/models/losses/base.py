@@ -1,6 +1,7 @@
 """Common behaviour of every distillation loss in this project."""
 import math
-from typing import Sequence, Union
+from contextlib import contextmanager
+from typing import Iterator, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -13,7 +14,10 @@ class BaseDistillLoss(nn.Module):
 
     Subclasses implement :meth:`loss_single` for one pair of tensors. Given
     tuples or lists (for example FPN levels), :meth:`forward` applies
-    :meth:`loss_single` level by level and returns the sum.
+    :meth:`loss_single` level by level and returns the sum. It runs in fp32
+    with autocast off, whatever precision the features came out in (fp16 /
+    bf16 under AMP, or a teacher run in half precision); the gradient flows
+    back to the student feature in its own dtype.
 
     Args:
         loss_weight (float): Factor applied to the loss. Must be finite and
@@ -69,9 +73,29 @@ class BaseDistillLoss(nn.Module):
             return sum(
                 self.forward(s, t) for s, t in zip(student_feat, teacher_feat))
         self.check_shapes(student_feat, teacher_feat)
-        loss = self.loss_single(student_feat,
-                                teacher_feat.to(student_feat.dtype))
+        with full_precision(student_feat):
+            s, t = as_float32(student_feat, teacher_feat)
+            loss = self.loss_single(s, t.to(s.dtype))
         return self.loss_weight * loss
+
+
+def as_float32(*feats: Tensor) -> tuple:
+    """The features in fp32 (fp16 / bf16 ones cast up, fp64 kept).
+
+    Softmaxes, squares and sums over many positions lose too much in half
+    precision (fp16 overflows at 65504, bf16 keeps 8 bits of mantissa), so
+    losses are computed in fp32 whatever the features came out as.
+    """
+    return tuple(
+        f.float() if f.is_floating_point() and f.element_size() < 4 else f
+        for f in feats)
+
+
+@contextmanager
+def full_precision(feat: Tensor) -> Iterator[None]:
+    """Disable autocast on ``feat``'s device for the ``with`` block."""
+    with torch.autocast(device_type=feat.device.type, enabled=False):
+        yield
 
 
 def as_tensor_list(feat: Feature) -> list:

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmkd_channel.registry import MODELS
-from .base import BaseDistillLoss
+from .base import BaseDistillLoss, as_float32, full_precision
 from .loss_inputs import labels_from_data_samples
 
 
@@ -100,8 +100,15 @@ class SemanticAwareLoss(BaseDistillLoss):
                 f'{type(teacher_feat).__name__}; distill one stage per '
                 'distill term.')
         self.check_shapes(student_feat, teacher_feat)
-        t = teacher_feat.detach().to(student_feat.dtype)
-        loss = self.dist_weight * F.mse_loss(student_feat, t)
+        with full_precision(student_feat):
+            student_feat, t = as_float32(student_feat, teacher_feat.detach())
+            loss = self._loss(student_feat, t, data_samples)
+        return self.loss_weight * loss
+
+    def _loss(self, student_feat: Tensor, t: Tensor,
+              data_samples: Optional[Sequence]) -> Tensor:
+        loss = self.dist_weight * F.mse_loss(student_feat,
+                                             t.to(student_feat.dtype))
         if data_samples is not None:
             labels = labels_from_data_samples(data_samples,
                                               student_feat.device)
@@ -115,6 +122,7 @@ class SemanticAwareLoss(BaseDistillLoss):
                     f'SemanticAwareLoss: labels {labels.tolist()} outside '
                     f'[0, {self.num_classes}); set num_classes to the '
                     "dataset's number of classes.")
-            logits = self.fc(student_feat)
-            loss = loss + self.cls_weight * F.cross_entropy(logits, labels)
-        return self.loss_weight * loss
+            logits = self.fc(student_feat.to(self.fc.weight.dtype))
+            loss = loss + self.cls_weight * F.cross_entropy(
+                logits.float(), labels)
+        return loss

@@ -1,0 +1,186 @@
+"""A timm model as teacher of an mmpretrain student, through mmpretrain's
+``TimmClassifier``, its weights read by this project's safe loader.
+
+``pretrained=False``: nothing downloads; the "checkpoint" is a timm model's
+own ``state_dict`` saved in the test.
+"""
+import pytest
+import timm
+import torch
+from mmengine.optim import OptimWrapper
+from mmpretrain.structures import DataSample
+
+from mmkd_channel.models import FeatureDistiller
+
+NUM_CLASSES = 4
+# (timm name, extra create_model kwargs, teacher feature path, channels,
+#  teacher connector): a ConvNeXt stage (1/32 map) and a ViT block (tokens
+#  on a 1/16 grid)
+TEACHERS = {
+    'convnext': ('convnext_atto', {}, 'model.stages.3', 320, None),
+    'vit': ('vit_tiny_patch16_224', dict(img_size=64), 'model.blocks.11', 192,
+            dict(type='TokensToMap')),
+}
+
+
+def resnet18():
+    return dict(
+        type='mmpretrain.ImageClassifier',
+        backbone=dict(type='ResNet', depth=18),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(
+            type='LinearClsHead',
+            num_classes=NUM_CLASSES,
+            in_channels=512,
+            loss=dict(type='CrossEntropyLoss')))
+
+
+@pytest.fixture(scope='module', params=sorted(TEACHERS))
+def setup(request, tmp_path_factory):
+    name, kwargs, path, channels, t_conn = TEACHERS[request.param]
+    torch.manual_seed(0)
+    src = timm.create_model(
+        name, pretrained=False, num_classes=NUM_CLASSES, **kwargs).eval()
+    ckpt = tmp_path_factory.mktemp(request.param) / f'{name}.pth'
+    torch.save(src.state_dict(), ckpt)  # timm's own keys, no prefix
+    torch.manual_seed(1)  # the teacher is built with other random weights
+    model = FeatureDistiller(
+        student=resnet18(),
+        teacher=dict(
+            type='mmpretrain.TimmClassifier',
+            model_name=name,
+            pretrained=False,
+            num_classes=NUM_CLASSES,
+            **kwargs),
+        teacher_ckpt=str(ckpt),
+        distill=dict(
+            feat=dict(
+                student='backbone.layer4',
+                teacher=path,
+                connector=dict(
+                    type='ChannelWiseTransform',
+                    in_channels=512,
+                    out_channels=channels,
+                    align='bilinear'),
+                teacher_connector=t_conn,
+                loss=dict(type='FeatureL2Loss')),
+            logits=dict(
+                student='head.fc',
+                teacher='model',
+                loss=dict(type='KDLoss', tau=4.0))),
+        check_input_shape=(1, 3, 64, 64))
+    return src, model, path, channels
+
+
+def batch():
+    g = torch.Generator().manual_seed(0)
+    return dict(
+        inputs=torch.rand(2, 3, 64, 64, generator=g) * 255,
+        data_samples=[DataSample().set_gt_label(i) for i in (1, 3)])
+
+
+def test_timm_weights_loaded_by_the_safe_loader(setup):
+    src, model, _, _ = setup
+    own = model.teacher.model.state_dict()
+    for key, value in src.state_dict().items():
+        assert torch.equal(own[key], value), key
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model.teacher(x), src(x))
+
+
+def test_feature_and_logits_reach_the_losses(setup):
+    src, model, path, channels = setup
+    x = model.data_preprocessor(batch(), True)['inputs']
+    t_out = model.teacher_features(x)
+    with torch.no_grad():
+        torch.testing.assert_close(t_out['model'], src(x))  # logits
+    pair = model.distill_pairs['feat']
+    t_map = t_out[path]
+    if pair.teacher_connector is not None:  # ViT: 1 + 4 x 4 tokens
+        assert t_map.shape == (2, 1 + 16, channels)
+        t_map = pair.teacher_connector(t_map)
+        tokens = t_out[path][:, 1:]
+        torch.testing.assert_close(t_map[:, :, 1, 2], tokens[:, 1 * 4 + 2])
+    assert t_map.shape == (2, channels, 4, 4) or t_map.shape == (2, channels,
+                                                                 2, 2)
+    with model.student_recorder.record() as s_out:
+        model.student(x)
+    s = s_out['backbone.layer4']
+    expect = ((pair.connector(s, size=t_map.shape[-2:]) - t_map)**2).mean()
+    torch.testing.assert_close(pair(s, t_out[path]), expect)
+
+
+def test_trains_two_iterations(setup):
+    src, model, _, _ = setup
+    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
+    teacher_before = {
+        k: v.clone()
+        for k, v in model.teacher.state_dict().items()
+    }
+    model.train()
+    for _ in range(2):
+        log = model.train_step(batch(), optim)
+        for key in ('loss_distill_feat', 'loss_distill_logits', 'loss'):
+            assert torch.isfinite(log[key]), key
+        assert log['loss_distill_logits'] > 0
+    assert not model.teacher.training
+    for k, v in model.teacher.state_dict().items():
+        assert torch.equal(v, teacher_before[k]), k
+    assert not any(k.startswith('teacher') for k in model.state_dict())
+
+
+def test_hugging_face_vit_teacher(tmp_path):
+    """The same through ``HuggingFaceClassifier`` (skipped without
+    ``transformers``, which the project does not require). The model is
+    built from a config written locally, so nothing downloads."""
+    transformers = pytest.importorskip('transformers')
+    hf_dir = tmp_path / 'vit'
+    config = transformers.ViTConfig(
+        image_size=64,
+        patch_size=16,
+        hidden_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=96,
+        num_labels=NUM_CLASSES)
+    config.save_pretrained(hf_dir)
+    torch.manual_seed(0)
+    src = transformers.ViTForImageClassification(config).eval()
+    ckpt = tmp_path / 'hf_vit.pth'
+    torch.save(src.state_dict(), ckpt)
+    model = FeatureDistiller(
+        student=resnet18(),
+        teacher=dict(
+            type='mmpretrain.HuggingFaceClassifier',
+            model_name=str(hf_dir),
+            pretrained=False),
+        teacher_ckpt=str(ckpt),
+        distill=dict(
+            feat=dict(
+                student='backbone.layer4',
+                teacher='model.vit.layernorm',
+                connector=dict(
+                    type='ChannelWiseTransform',
+                    in_channels=512,
+                    out_channels=48,
+                    align='bilinear'),
+                teacher_connector=dict(type='TokensToMap'),
+                loss=dict(type='FeatureL2Loss')),
+            logits=dict(
+                student='head.fc',
+                teacher='model.classifier',
+                loss=dict(type='KDLoss', tau=4.0))),
+        check_input_shape=(1, 3, 64, 64))
+    x = torch.rand(2, 3, 64, 64)
+    t_out = model.teacher_features(x)
+    with torch.no_grad():
+        torch.testing.assert_close(t_out['model.classifier'],
+                                   src(pixel_values=x).logits)
+    conn = model.distill_pairs['feat'].teacher_connector
+    assert conn(t_out['model.vit.layernorm']).shape == (2, 48, 4, 4)
+    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
+    model.train()
+    log = model.train_step(batch(), optim)
+    assert torch.isfinite(log['loss_distill_feat'])
+    assert torch.isfinite(log['loss_distill_logits'])
