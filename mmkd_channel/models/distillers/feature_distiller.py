@@ -13,6 +13,7 @@ from mmkd_channel.registry import MODELS
 from mmkd_channel.utils.checkpoint import load_teacher_checkpoint
 from mmkd_channel.utils.mim import resolve_config_path
 from ..losses.base import as_tensor_list
+from .loss_keys import rename_reserved_losses
 from .recorder import FeatureRecorder
 
 ModelCfg = Union[str, dict, ConfigDict]
@@ -409,7 +410,8 @@ class FeatureDistiller(BaseModel):
         """Task losses only: the teacher does not run; every
         ``loss_distill_<name>`` is a zero connected to its connectors, so
         DDP still sees all parameters used."""
-        losses = self.student(inputs, data_samples, mode='loss')
+        losses = rename_reserved_losses(
+            self.student(inputs, data_samples, mode='loss'))
         for name, pair in self.distill_pairs.items():
             losses[f'loss_distill_{name}'] = self._zero_loss(pair.parameters())
         return losses
@@ -467,6 +469,7 @@ class FeatureDistiller(BaseModel):
         """Student task losses plus one ``loss_distill_<name>`` per pair."""
         with self.student_recorder.record() as s_out:
             losses = self.student(inputs, data_samples, mode='loss')
+        losses = rename_reserved_losses(losses)  # see loss_keys.py
         t_out = self.teacher_features(
             inputs, data_samples, stop_after=s_out['__calls__'])
         if not self._checked:
