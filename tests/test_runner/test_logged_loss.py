@@ -22,11 +22,11 @@ from mmkd_channel.testing.tiny_configs import (tiny_cls_config,
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 # host -> (training dataset type, tiny override, data fixture, batch size);
-# two iterations each
+# one or two iterations each (PSPNet's pyramid pooling needs batch 2)
 HOSTS = dict(
     mmpretrain=('ImageNet', tiny_cls_config, 'imagenet_data', 1),
     mmdet=('CocoDataset', tiny_det_config, 'coco_data', 2),
-    mmseg=('CityscapesDataset', tiny_seg_config, 'cityscapes_data', 1))
+    mmseg=('CityscapesDataset', tiny_seg_config, 'cityscapes_data', 2))
 
 
 def shipped_distill_config(dataset: str) -> str:
