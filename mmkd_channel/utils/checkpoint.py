@@ -109,14 +109,16 @@ def safe_torch_load(filename: str, map_location: Any = None) -> Any:
             'truncated or not a PyTorch checkpoint.') from None
 
 
-def _load_local(filename: str, map_location: Any = None) -> Any:
+# MMEngine logs 'Loads checkpoint by <name[10:]> backend' with the loader's
+# function name, hence the load_from_<backend> names.
+def load_from_local(filename: str, map_location: Any = None) -> Any:
     return safe_torch_load(filename, map_location)
 
 
-def _load_http(filename: str,
-               map_location: Any = None,
-               model_dir: Optional[str] = None,
-               progress: bool = False) -> Any:
+def load_from_http(filename: str,
+                   map_location: Any = None,
+                   model_dir: Optional[str] = None,
+                   progress: bool = False) -> Any:
     """Download once (rank 0 first) into torch's hub cache, then load."""
     if model_dir is None:
         model_dir = osp.join(torch.hub.get_dir(), 'checkpoints')
@@ -246,9 +248,9 @@ def register_safe_loaders() -> None:
     from mmengine.logging.history_buffer import HistoryBuffer
     HistoryBuffer.__getstate__ = _history_buffer_getstate
     CheckpointLoader.register_scheme(
-        prefixes='', loader=_load_local, force=True)
+        prefixes='', loader=load_from_local, force=True)
     CheckpointLoader.register_scheme(
-        prefixes=('http://', 'https://'), loader=_load_http, force=True)
+        prefixes=('http://', 'https://'), loader=load_from_http, force=True)
     register_atomic_save()
 
 
