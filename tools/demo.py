@@ -87,8 +87,9 @@ def next_steps(task, seed: int, work_dir: str, teacher_name: str) -> list:
     teacher = last_checkpoint(task.work_dir(teacher_name, 0))
     config = osp.join(from_dir, 'config.py')
     images = sorted(
-        glob.glob(osp.join(task.prepare()['data_root'], 'val', '**', '*.*'),
-                  recursive=True))
+        glob.glob(
+            osp.join(task.prepare()['data_root'], 'val', '**', '*.*'),
+            recursive=True))
     here = os.getcwd() + os.sep
     rel = [
         osp.relpath(p) if osp.abspath(p).startswith(here) else p

@@ -72,9 +72,10 @@ def imagenet_data(tmp_path_factory):
 
 def test_reserved_key_is_renamed_in_place_of_the_original():
     cls = object()
-    assert list(rename_reserved_losses({'loss': cls, 'acc': 1})) == [
-        'loss_cls', 'acc'
-    ]
+    assert list(rename_reserved_losses({
+        'loss': cls,
+        'acc': 1
+    })) == ['loss_cls', 'acc']
     assert rename_reserved_losses({'loss': cls})['loss_cls'] is cls
     # loss_cls taken: the next free name, the existing term untouched
     out = rename_reserved_losses({'loss_cls': 1, 'loss': 2})
@@ -90,8 +91,11 @@ def test_logged_total_is_sum_of_logged_terms(host, request, tmp_path):
     dataset, tiny, fixture, batch_size = HOSTS[host]
     path = shipped_distill_config(dataset)
     cfg = Config.fromfile(path)
-    tiny(cfg, request.getfixturevalue(fixture), str(tmp_path),
-         batch_size=batch_size)
+    tiny(
+        cfg,
+        request.getfixturevalue(fixture),
+        str(tmp_path),
+        batch_size=batch_size)
     for key in ('val_dataloader', 'val_cfg', 'val_evaluator'):
         cfg[key] = None
     runner = Runner.from_cfg(cfg)

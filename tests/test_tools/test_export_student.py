@@ -76,13 +76,12 @@ sys.meta_path.insert(0, NoMMKD())
 
 def run_without_mmkd(code: str, cwd: str) -> subprocess.CompletedProcess:
     """Run ``code`` where mmkd_channel is not importable."""
-    proc = subprocess.run(
-        [sys.executable, '-c', WITHOUT_MMKD + code],
-        cwd=cwd,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=240)
+    proc = subprocess.run([sys.executable, '-c', WITHOUT_MMKD + code],
+                          cwd=cwd,
+                          env=subprocess_env(),
+                          capture_output=True,
+                          text=True,
+                          timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 

@@ -36,12 +36,13 @@ def installed_env() -> dict:
 
 
 def run(args, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable] + list(args),
-                          cwd=str(cwd),
-                          env=installed_env(),
-                          capture_output=True,
-                          text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable] + list(args),
+        cwd=str(cwd),
+        env=installed_env(),
+        capture_output=True,
+        text=True,
+        timeout=300)
 
 
 def shipped_configs() -> list:

@@ -47,12 +47,13 @@ def mim_env(first: str) -> dict:
 
 
 def mim(args, env, cwd) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, '-m', 'mim'] + list(args),
-                          cwd=str(cwd),
-                          env=env,
-                          capture_output=True,
-                          text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, '-m', 'mim'] + list(args),
+        cwd=str(cwd),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300)
     return proc
 
 
@@ -97,8 +98,7 @@ def wheel_site(tmp_path_factory) -> str:
     subprocess.run(
         pip + [
             'wheel', '-q', '--no-deps', '--no-build-isolation', '-w',
-            str(tmp / 'dist'),
-            src
+            str(tmp / 'dist'), src
         ],
         check=True,
         capture_output=True,
@@ -124,14 +124,15 @@ def install(request, tmp_path) -> dict:
         root = request.getfixturevalue('develop_tree')
     env = mim_env(root)
     # the mmkd_channel that runs is the one of this install
-    where = subprocess.run(
-        [sys.executable, '-c', 'import mmkd_channel; print(mmkd_channel.'
-         '__file__)'],
-        cwd=str(tmp_path),
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True).stdout.strip()
+    where = subprocess.run([
+        sys.executable, '-c', 'import mmkd_channel; print(mmkd_channel.'
+        '__file__)'
+    ],
+                           cwd=str(tmp_path),
+                           env=env,
+                           capture_output=True,
+                           text=True,
+                           check=True).stdout.strip()
     assert where.startswith(osp.join(root, 'mmkd_channel')), where
     return dict(root=root, env=env, kind=request.param)
 
@@ -152,9 +153,10 @@ def test_train_test_and_run_export(install, tmp_path):
     cfg.dump(cfg_path)
     script_dir = osp.join(install['root'], 'mmkd_channel', '.mim', 'tools')
 
-    proc = mim(
-        ['train', 'mmkd_channel', cfg_path, '--work-dir',
-         str(tmp_path / 'work')], env, tmp_path)
+    proc = mim([
+        'train', 'mmkd_channel', cfg_path, '--work-dir',
+        str(tmp_path / 'work')
+    ], env, tmp_path)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     ckpt = tmp_path / 'work' / 'epoch_1.pth'
     assert ckpt.is_file()
@@ -168,9 +170,9 @@ def test_train_test_and_run_export(install, tmp_path):
     assert 'accuracy' in proc.stdout + proc.stderr
 
     out = tmp_path / 'student.pth'
-    proc = mim(
-        ['run', 'mmkd_channel', 'export_student',
-         str(ckpt), str(out)], env, tmp_path)
+    proc = mim(['run', 'mmkd_channel', 'export_student',
+                str(ckpt),
+                str(out)], env, tmp_path)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert out.is_file() and (tmp_path / 'student.py').is_file()
     used = osp.join(script_dir, 'model_converters', 'export_student.py')

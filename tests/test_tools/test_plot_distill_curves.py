@@ -138,6 +138,7 @@ def test_total_label_follows_what_loss_is(tool, tmp_path):
     """``loss`` is drawn as the total only where it is the sum of the terms;
     in an mmpretrain log from before the head's ``loss`` was renamed it is
     the cross-entropy and is drawn with the task terms."""
+
     def records(with_cls):
         recs = []
         for i in (1, 2, 3):
@@ -150,12 +151,12 @@ def test_total_label_follows_what_loss_is(tool, tmp_path):
             recs.append(rec)
         return recs
 
-    old = tool.read_scalars([write_run(str(tmp_path / 'old'), 'r', records(
-        False))])
+    old = tool.read_scalars(
+        [write_run(str(tmp_path / 'old'), 'r', records(False))])
     groups = tool.plot(old, str(tmp_path / 'old.png'), 'old')
     assert groups['task'] == ['loss'] and groups['total'] == []
-    new = tool.read_scalars([write_run(str(tmp_path / 'new'), 'r', records(
-        True))])
+    new = tool.read_scalars(
+        [write_run(str(tmp_path / 'new'), 'r', records(True))])
     groups = tool.plot(new, str(tmp_path / 'new.png'), 'new')
     assert groups['task'] == ['loss_cls'] and groups['total'] == ['loss']
 

@@ -20,12 +20,13 @@ TEST = osp.join(REPO, 'tools', 'test.py')
 
 
 def run(args, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable] + list(args),
-                          cwd=str(cwd),
-                          env=subprocess_env(),
-                          capture_output=True,
-                          text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable] + list(args),
+        cwd=str(cwd),
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300)
 
 
 def load_test_tool():
@@ -87,8 +88,7 @@ def test_config_dump_goes_to_the_log_file_only(toy_run):
 
 def test_out_dumps_predictions(toy_run, tmp_path):
     out = str(tmp_path / 'preds.pkl')
-    proc = run([TEST, toy_run['cfg'], toy_run['ckpt'], '--out', out],
-               tmp_path)
+    proc = run([TEST, toy_run['cfg'], toy_run['ckpt'], '--out', out], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(out, 'rb') as f:
         preds = pickle.load(f)
@@ -162,9 +162,10 @@ def test_tta_wraps_the_distiller_as_the_host_does(host):
     configs = sorted(
         p for p in glob.glob(osp.join(REPO, 'configs', '*', '*.py'))
         if osp.basename(osp.dirname(p)) != '_base_')
-    cfg = next(c for c in map(Config.fromfile, configs)
-               if c.get('default_scope') == host
-               and c.model.type.endswith('FeatureDistiller'))
+    cfg = next(
+        c for c in map(Config.fromfile, configs)
+        if c.get('default_scope') == host
+        and c.model.type.endswith('FeatureDistiller'))
     tool.apply_tta(cfg)
     expected = dict(
         mmdet='DetTTAModel',

@@ -172,8 +172,7 @@ def test_own_colour_scale_unless_shared(tool, tmp_path, monkeypatch):
     assert len(maps) == 3 and all(v[2] is None for v in maps)
     seen.clear()
     tool.draw(
-        rows, facts, img, str(tmp_path / 'shared.png'), 'x',
-        shared_scale=True)
+        rows, facts, img, str(tmp_path / 'shared.png'), 'x', shared_scale=True)
     teacher, raw, trans = seen[1:]
     assert teacher[2:] == trans[2:] and teacher[2] is not None
     assert raw[2] is None  # the raw student keeps its own scale

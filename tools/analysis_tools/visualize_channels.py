@@ -620,7 +620,10 @@ def draw_vectors(values: dict,
         ax.scatter(t.numpy(), v.numpy(), s=8, alpha=0.6, color='tab:orange')
         lo = float(min(t.min(), v.min()))
         hi = float(max(t.max(), v.max()))
-        ax.plot([lo, hi], [lo, hi], color='grey', lw=0.8, ls='--',
+        ax.plot([lo, hi], [lo, hi],
+                color='grey',
+                lw=0.8,
+                ls='--',
                 label='student = teacher')
         ax.set_xlabel(f"{facts['teacher_label']} value")
         ax.set_ylabel(f'{label} value')
@@ -785,8 +788,8 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     if vectors:
         values, facts = channel_values(pair, s_feat, t_feat, args.level)
     else:
-        rows, facts = channel_rows(pair, s_feat, t_feat, args.level,
-                                   args.topk or 4)
+        topk = args.topk or 4
+        rows, facts = channel_rows(pair, s_feat, t_feat, args.level, topk)
     try:
         with torch.no_grad():
             loss_value = float(pair(s_feat, t_feat, batch['data_samples']))

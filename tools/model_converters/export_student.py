@@ -46,8 +46,9 @@ OWN = 'mmkd_channel'
 def is_own(cfg: dict) -> bool:
     """Whether a config dict builds one of this project's types."""
     type_name = cfg.get('type')
-    return cfg.get('_scope_') == OWN or (isinstance(type_name, str)
-                                          and type_name.startswith(OWN + '.'))
+    if cfg.get('_scope_') == OWN:
+        return True
+    return isinstance(type_name, str) and type_name.startswith(OWN + '.')
 
 
 def own_types(obj) -> list:
