@@ -215,6 +215,11 @@ def test_export_seg_through_mmseg_apis(repo_root, tmp_path, export):
     assert torch.equal(ours.seg_logits.data, theirs.seg_logits.data)
     assert torch.equal(ours.pred_sem_seg.data, theirs.pred_sem_seg.data)
 
+    # the distillation config instead of the export: a message saying what
+    # to do, not an unexpected-keyword error
+    with pytest.raises(TypeError, match='export_student.py CKPT student.pth'):
+        init_model(runner.cfg, device='cpu')
+
 
 def test_export_cls_through_mmpretrain_apis(repo_root, tmp_path, export):
     from mmpretrain import ImageClassificationInferencer, get_model

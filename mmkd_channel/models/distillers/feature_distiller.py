@@ -13,6 +13,7 @@ from mmkd_channel.registry import MODELS
 from mmkd_channel.utils.checkpoint import load_teacher_checkpoint
 from mmkd_channel.utils.mim import resolve_config_path
 from ..losses.base import as_tensor_list
+from .host_api_guard import RefuseHostModelArgs
 from .loss_keys import rename_reserved_losses
 from .recorder import FeatureRecorder
 
@@ -135,7 +136,7 @@ def _shapes(feat) -> list:
 
 
 @MODELS.register_module()
-class FeatureDistiller(BaseModel):
+class FeatureDistiller(RefuseHostModelArgs, BaseModel):
     """Train ``student`` with its task losses plus feature distillation.
 
     The teacher is frozen: ``requires_grad=False``, always in eval mode,
