@@ -175,3 +175,15 @@ def test_mim_train_mmdet(mmdet_trained, tmp_path):
                           text=True,
                           timeout=300)
     check_run(work_dir, proc, 'fpn')
+
+
+def test_mmkd_channel_scope_works_once_imported(tmp_path):
+    """``_base_ = 'mmkd_channel::...'`` parses after ``import mmkd_channel``
+    (our tools import it first; the docs give the fix for host tools)."""
+    import mmkd_channel  # noqa: F401
+    path = shipped_configs()[0]
+    rel = osp.relpath(path, osp.join(REPO, 'configs'))
+    user = tmp_path / 'mine.py'
+    user.write_text(f"_base_ = ['mmkd_channel::{rel}']\n")
+    cfg = Config.fromfile(str(user))
+    assert cfg.model.type == Config.fromfile(path).model.type
