@@ -246,6 +246,12 @@ def fit_connector_channels(distill: dict, student, teacher,
         teacher (nn.Module): The teacher model.
         input_shape (tuple): Dummy input shape.
     """
+    widths = ('in_channels', 'out_channels')
+    if not any(
+            isinstance(spec.get('connector'), dict) and any(
+                k in spec['connector'] for k in widths)
+            for spec in distill.values()):
+        return  # width-free presets: the distiller fills them in
     s_paths = [spec['student'] for spec in distill.values()]
     t_paths = [
         spec.get('teacher', spec['student']) for spec in distill.values()

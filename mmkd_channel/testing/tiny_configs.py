@@ -53,15 +53,73 @@ def host_models(cfg: Config) -> list:
     return [model]
 
 
+#: Multi-image transforms (RTMDet, YOLOX) whose output size is ``img_scale``.
+MIX_TYPES = ('Mosaic', 'CachedMosaic', 'MixUp', 'CachedMixUp')
+
+
+def inline_hub_teacher(cfg: Config) -> None:
+    """Replace a ``'mmpretrain::...'`` teacher path by its model dict.
+
+    Logits distillation needs the teacher's ``num_classes`` to be the tiny
+    data's; a dict can be changed, a path cannot. Local paths are kept
+    (they are what relative-path resolution is tested with).
+    """
+    from mmkd_channel.models.distillers.feature_distiller import host_model_cfg
+    teacher = cfg.model.get('teacher') if 'student' in cfg.model else None
+    if isinstance(teacher, str) and '::' in teacher:
+        cfg.model.teacher = host_model_cfg(teacher, 'teacher')
+
+
 def shrink_pipeline(pipeline: Sequence[dict], scale: tuple) -> None:
-    """Make every resize produce at most ``scale`` (w, h)."""
+    """Make every resize produce at most ``scale`` (w, h).
+
+    Mosaic / mix-up sizes, detection crops, fixed pads and YOLOX's affine
+    border follow, so RTMDet and YOLOX pipelines stay at ``scale`` too.
+    """
+    w, h = scale
     for t in pipeline:
-        if t.get('type') in RESIZE_TYPES:
+        kind = t.get('type')
+        if kind in RESIZE_TYPES:
             t['scale'] = tuple(scale)
             t.pop('ratio_range', None)
             t.pop('scales', None)
             t['type'] = 'Resize'
             t.setdefault('keep_ratio', True)
+        elif kind in MIX_TYPES:
+            t['img_scale'] = (w, h)
+            if 'max_cached_images' in t:
+                t['max_cached_images'] = min(t['max_cached_images'], 4)
+        elif kind == 'RandomAffine' and 'border' in t:
+            t['border'] = (-w // 2, -h // 2)
+        elif kind == 'RandomCrop' and 'crop_size' in t and t.get(
+                'crop_type', 'absolute') == 'absolute':
+            t['crop_size'] = (h, w)
+        elif kind == 'Pad' and t.get('size') is not None:
+            t['size'] = (w, h)
+
+
+def dataset_levels(dataset: dict) -> list:
+    """A dataset dict and the ones it wraps (``MultiImageMixDataset``,
+    ``RepeatDataset``, ...), outermost first."""
+    levels = [dataset]
+    while isinstance(levels[-1].get('dataset'), dict):
+        levels.append(levels[-1]['dataset'])
+    return levels
+
+
+def shrink_host_hooks(cfg: Config, scale: tuple) -> None:
+    """Tiny runs of host hooks that switch pipelines or modes late.
+
+    ``PipelineSwitchHook`` switches at epoch 0 (to a shrunk pipeline) and
+    YOLOX's mode switch happens in the first epoch (its
+    ``num_last_epochs`` covers the 1-epoch run), so the switch itself runs.
+    """
+    for hook in cfg.get('custom_hooks') or []:
+        if hook.get('type') == 'PipelineSwitchHook':
+            hook['switch_epoch'] = 0
+            shrink_pipeline(hook['switch_pipeline'], scale)
+        elif hook.get('type') == 'YOLOXModeSwitchHook':
+            hook['num_last_epochs'] = max(hook.get('num_last_epochs', 1), 1)
 
 
 def common_overrides(cfg: Config,
@@ -82,6 +140,10 @@ def common_overrides(cfg: Config,
     cfg.randomness = dict(seed=seed, deterministic=False)
     if not torch.cuda.is_available():
         cfg.env_cfg.dist_cfg = dict(backend='gloo')
+        optim = cfg.get('optim_wrapper')
+        if optim is not None and optim.get('type') == 'AmpOptimWrapper':
+            optim.type = 'OptimWrapper'  # MMEngine refuses AMP on CPU
+            optim.pop('loss_scale', None)
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         dl = cfg.get(key)
         if dl is not None:
@@ -130,14 +192,28 @@ def tiny_det_config(cfg: Config,
         dl = cfg.get(key)
         if dl is None:
             continue
-        ds = dl.dataset
+        levels = dataset_levels(dl.dataset)
+        ds = levels[-1]
         ds.data_root = data['data_root']
         ds.ann_file = ann
         ds.data_prefix = dict(img=img)
         ds.metainfo = dict(classes=classes)
-        shrink_pipeline(ds.pipeline, img_scale)
+        for level in levels:
+            if level.get('pipeline') is not None:
+                shrink_pipeline(level['pipeline'], img_scale)
         if key == 'train_dataloader':
             dl.batch_size = batch_size
+        for level in levels[:-1]:  # one pass over the tiny data per epoch
+            if 'times' in level:
+                level['times'] = 1
+    shrink_host_hooks(cfg, img_scale)
+    # YOLOX resizes whole batches to a random multiple of 32 in 480..800
+    side = max(32, 32 * (min(img_scale) // 32))
+    for d in walk_dicts(cfg.model):
+        if d.get('type') == 'BatchSyncRandomResize':
+            d['random_size_range'] = (side, side)
+        elif d.get('type') == 'BatchFixedSizePad':  # FCOS / LSJ configs
+            d['size'] = (side, side)
     for key in ('val_evaluator', 'test_evaluator'):
         ev = cfg.get(key)
         if ev is not None:
@@ -246,6 +322,7 @@ def tiny_cls_config(cfg: Config,
     """
     classes = list(data['classes'])
     common_overrides(cfg, work_dir, max_epochs, seed)
+    inline_hub_teacher(cfg)
     for m in host_models(cfg):
         set_num_classes(m, len(classes))
     if cfg.get('data_preprocessor') is not None:
@@ -281,3 +358,38 @@ def tiny_cls_config(cfg: Config,
         if 'topk' in d:
             d['topk'] = (1, )
     return cfg
+
+
+#: Innermost training dataset type -> (data kind, override).
+TINY_BY_DATASET = dict(
+    CocoDataset=('coco', tiny_det_config),
+    CityscapesDataset=('cityscapes', tiny_seg_config),
+    ImageNet=('imagenet', tiny_cls_config))
+
+
+def train_dataset_type(cfg: Config) -> str:
+    """Type of the dataset the training data comes from (unwrapped)."""
+    return dataset_levels(cfg.train_dataloader.dataset)[-1]['type']
+
+
+def tiny_config(cfg: Config, data: dict, work_dir: str, **kwargs) -> Config:
+    """Apply the tiny-data override that fits the config's dataset.
+
+    Args:
+        cfg (Config): A loaded mmdet (COCO), mmseg (Cityscapes) or
+            mmpretrain (ImageNet) config, baseline or distillation.
+        data (dict): ``kind -> what make_<kind>() returned`` for the kinds
+            of :data:`TINY_BY_DATASET` (``'coco'``, ``'cityscapes'``,
+            ``'imagenet'``); only the config's kind is needed.
+        work_dir (str): Work directory of the run.
+        **kwargs: Passed to the override (``max_epochs``, ``seed``, ...).
+
+    Returns:
+        Config: ``cfg``, modified in place.
+    """
+    kind = train_dataset_type(cfg)
+    if kind not in TINY_BY_DATASET:
+        raise KeyError(f'no tiny-data override for dataset {kind!r}; '
+                       f'known: {sorted(TINY_BY_DATASET)}')
+    name, override = TINY_BY_DATASET[kind]
+    return override(cfg, data[name], work_dir, **kwargs)

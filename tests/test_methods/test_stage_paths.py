@@ -1,0 +1,66 @@
+"""Stage paths resolved per model, so presets name no block indices."""
+import pytest
+import torch
+from mmpretrain.models import (ConvNeXt, MobileNetV2, ResNet, ResNetV1c,
+                               ResNetV1d)
+from torch import nn
+
+from mmkd_channel.models import (FeatureRecorder, bn_before_feature,
+                                 ofd_stage_paths)
+from mmkd_channel.models.ofd import backbone_stages, resolve_stage_path
+
+
+def wrap(backbone):
+    model = nn.Module()
+    model.backbone = backbone
+    backbone.eval()  # mmpretrain's ResNet.train() returns None
+    return model
+
+
+@pytest.mark.parametrize('cls', [ResNet, ResNetV1c, ResNetV1d])
+@pytest.mark.parametrize('depth', [18, 34, 101])
+def test_resnet_family_any_depth(cls, depth):
+    model = wrap(cls(depth=depth))
+    blocks = dict(
+        zip((18, 34, 101), ([2, 2, 2, 2], [3, 4, 6, 3], [3, 4, 23, 3])))[depth]
+    bn = 'bn2' if depth < 50 else 'bn3'
+    for i, n in enumerate(blocks):
+        feat, bn_path = ofd_stage_paths(model, i - 4)
+        last = f'backbone.layer{i + 1}.{n - 1}'
+        assert (feat, bn_path) == (f'{last}.relu:input#-1', f'{last}.{bn}')
+        assert resolve_stage_path(model, f'backbone.ofd_stage({i - 4})') \
+            == feat
+    assert resolve_stage_path(model, 'backbone.stage(-1)') == 'backbone.layer4'
+
+
+def test_mobilenet_v2_stage_ends_are_pre_activation():
+    model = wrap(MobileNetV2())
+    # 5 stages at strides 2, 4, 8, 16, 32: the last layer of each stride
+    names = [n for n, _ in backbone_stages(model.backbone)]
+    assert names == ['layer1', 'layer2', 'layer3', 'layer5', 'layer7']
+    feats = [ofd_stage_paths(model, i)[0] for i in range(-4, 0)]
+    rec = FeatureRecorder(model, feats)
+    x = torch.rand(1, 3, 64, 64)
+    with rec.record() as out:
+        model.backbone(x)
+    for feat, stride in zip(feats, (4, 8, 16, 32)):
+        f = out[feat]
+        assert f.shape[-1] == 64 // stride
+        assert (f < 0).any()  # a linear bottleneck: no ReLU after it
+        path, bn = bn_before_feature(model, feat)
+        assert path.endswith('conv.2.bn') and bn.num_features == f.shape[1]
+
+
+def test_convnext_stage_and_unknown_backbone():
+    model = wrap(ConvNeXt(arch='atto'))
+    assert resolve_stage_path(model, 'backbone.stage(-1)') == \
+        'backbone.stages.3'
+    with pytest.raises(ValueError, match='no activation|BN'):
+        resolve_stage_path(model, 'backbone.ofd_stage(-1)')
+    other = wrap(nn.Sequential(nn.Conv2d(3, 3, 1)))
+    with pytest.raises(
+            ValueError,
+            match=r'does not know the stages of the backbone '
+            r'Sequential \(known: ResNet'):
+        resolve_stage_path(other, 'backbone.stage(0)')
+    assert resolve_stage_path(other, 'backbone.0') == 'backbone.0'
