@@ -129,9 +129,10 @@ def plan_pairs(pairs: List[Pair],
         b_name, b_file = baseline_of(config_file, cfg)
         b_run = f'baselines/{b_name}'
         b_dir = osp.join(work_dir, b_run)
+        base = (base_configs(config_file) or [''])[0]
         entry['baseline_from'] = (
-            osp.relpath(b_file, REPO) if b_file and b_file.startswith(REPO)
-            else b_file or 'the config with model = model.student')
+            (osp.relpath(base, REPO) if base.startswith(REPO) else base)
+            if b_file else 'the config with model = model.student')
         if b_run not in runs:
             if tiny is not None or b_file is None:
                 bcfg = (
