@@ -1,7 +1,7 @@
 """Demo: a small real CWT distillation on scikit-learn's digits, on CPU.
 
 One seed of the efficacy benchmark's digits task
-(``mmkd_channel/benchmark/efficacy.py``, the same code and configs):
+(``tools/benchmarks/mmkd_bench``, the same code and configs):
 writes the 1,797 real handwritten digits in mmpretrain's ImageNet format
 (300 train images, the rest for validation, 32 px), then trains with
 MMEngine's Runner
@@ -25,9 +25,12 @@ import json
 import math
 import os
 import os.path as osp
+import sys
 import time
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+# the benchmark harness is not part of the installed package
+sys.path.insert(0, osp.join(REPO, 'tools', 'benchmarks'))
 
 
 def parse_args(argv=None):
@@ -113,9 +116,11 @@ def next_steps(task, seed: int, work_dir: str, teacher_name: str) -> list:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    from mmkd_channel.benchmark.efficacy import (PLAIN, TASKS, TEACHER,
-                                                 get_logger, parse_settings,
-                                                 run_efficacy, summarize)
+    from mmkd_bench.common import get_logger
+    from mmkd_bench.efficacy import parse_settings, run_efficacy
+    from mmkd_bench.efficacy_report import summarize
+    from mmkd_bench.task_base import PLAIN, TEACHER
+    from mmkd_bench.tasks import TASKS
     keep_distilled_checkpoint(TASKS['digits'])
     os.makedirs(args.work_dir, exist_ok=True)
     logger = get_logger(osp.join(args.work_dir, 'demo.log'))
