@@ -23,7 +23,13 @@ setup(
     license='Apache License 2.0',
     packages=find_packages(exclude=('tests', 'tests.*')),
     include_package_data=True,
+    # What `mim` reads, as mmdet ships it: mmkd_channel/.mim/{configs,
+    # tools,model-index.yml} are links to the repository's folders in a
+    # source checkout (editable install) and copies in a built wheel.
     package_data={'mmkd_channel': ['.mim/**/*']},
+    exclude_package_data={
+        'mmkd_channel': ['.mim/**/__pycache__/*', '.mim/**/*.pyc']
+    },
     python_requires='>=3.8',
     # Ranges only; nothing is asserted at import time.
     install_requires=[

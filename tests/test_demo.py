@@ -35,3 +35,25 @@ def test_demo_quick_prints_three_finite_accuracies(repo_root, tmp_path):
     assert re.search(r'\(digits: \d+ train images, .* [\d.]+ min\)', out)
     summary = json.loads((tmp_path / 'summary.json').read_text())
     assert summary['gain'] == pytest.approx(summary['cwt'] - summary['plain'])
+
+    # both checkpoints are kept, and the printed commands run as printed
+    for role in ('teacher', 'distilled student'):
+        path = re.search(rf'^{role} checkpoint: +(\S+)$', out, re.M).group(1)
+        assert osp.isfile(osp.join(repo_root, path)), path
+    commands = re.findall(r'^  (python tools/\S+\.py .*)$', out, re.M)
+    assert [c.split()[1] for c in commands] == [
+        'tools/model_converters/export_student.py',
+        'tools/analysis_tools/visualize_channels.py'
+    ]
+    for command in commands:
+        done = subprocess.run(
+            [sys.executable] + command.split()[1:],
+            cwd=repo_root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300)
+        assert done.returncode == 0, (command, done.stderr[-3000:])
+    assert (tmp_path / 'student.pth').is_file()
+    assert (tmp_path / 'student.py').is_file()
+    assert (tmp_path / 'channels.png').is_file()

@@ -11,11 +11,10 @@ import os.path as osp
 
 import torch
 from mmengine.config import Config, DictAction
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
 import mmkd_channel  # noqa: F401  (registers modules, safe loaders, scope)
 from mmkd_channel.utils import remove_stale_tmp_files, setup_launcher
+from mmkd_channel.utils.runner_build import build_runner
 
 
 def parse_args() -> argparse.Namespace:
@@ -29,6 +28,12 @@ def parse_args() -> argparse.Namespace:
         default=False,
         help='enable automatic-mixed-precision training (GPU only; the '
         'teacher then runs under fp16 autocast too)')
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='scale the learning rate by the actual total batch size over '
+        "the config's auto_scale_lr.base_batch_size (mmdet and mmpretrain "
+        'configs define it; mmseg configs do not)')
     parser.add_argument(
         '--resume',
         nargs='?',
@@ -72,6 +77,19 @@ def check_work_dir(work_dir: str) -> None:
             'the file away.')
 
 
+def enable_auto_scale_lr(cfg: Config) -> None:
+    """Switch on MMEngine's LR scaling, as mmdet's ``--auto-scale-lr``."""
+    auto = cfg.get('auto_scale_lr')
+    if not isinstance(auto, dict) or 'base_batch_size' not in auto:
+        raise SystemExit(
+            'tools/train.py: --auto-scale-lr needs auto_scale_lr.'
+            f'base_batch_size in the config (found auto_scale_lr={auto!r}). '
+            'Add the batch size the learning rate was tuned for, e.g. '
+            'auto_scale_lr = dict(enable=False, base_batch_size=16) for '
+            "mmdet's 8 GPUs x 2 images.")
+    cfg.auto_scale_lr.enable = True
+
+
 def main() -> None:
     args = parse_args()
     cfg = Config.fromfile(args.config)
@@ -91,6 +109,8 @@ def main() -> None:
         if cfg.optim_wrapper.get('type') != 'AmpOptimWrapper':
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.loss_scale = 'dynamic'
+    if args.auto_scale_lr:
+        enable_auto_scale_lr(cfg)
     if args.resume == 'auto':
         cfg.resume = True
         cfg.load_from = None
@@ -100,10 +120,8 @@ def main() -> None:
     add_default_hooks(cfg)
     check_work_dir(cfg.work_dir)
     setup_launcher(cfg, args.launcher)
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        runner = RUNNERS.build(cfg)
+    # the config dump goes to the log file, not the terminal
+    runner = build_runner(cfg)
     if runner.rank == 0:  # the only rank that saves checkpoints
         remove_stale_tmp_files(runner.work_dir)
     runner.train()

@@ -331,7 +331,9 @@ def _read(filename: str, map_location: Any) -> Any:
     return restricted_torch_load(filename, map_location)
 
 
-def _load_local(filename: str, map_location: Any = None) -> Any:
+# MMEngine logs 'Loads checkpoint by <name[10:]> backend' with the loader's
+# function name, hence the load_from_<backend> names.
+def load_from_local(filename: str, map_location: Any = None) -> Any:
     return _read(filename, map_location)
 
 
@@ -360,10 +362,10 @@ def _download(url: str, cached: str, progress: bool) -> None:
             os.remove(tmp)
 
 
-def _load_http(filename: str,
-               map_location: Any = None,
-               model_dir: Optional[str] = None,
-               progress: bool = False) -> Any:
+def load_from_http(filename: str,
+                   map_location: Any = None,
+                   model_dir: Optional[str] = None,
+                   progress: bool = False) -> Any:
     """Download on each node's local rank 0, the others wait, all read.
 
     Every node has its own torch hub cache (``$TORCH_HOME``) in general, so
@@ -446,9 +448,9 @@ def register_safe_loaders() -> None:
     from .resume import patch_runner
     HistoryBuffer.__getstate__ = _history_buffer_getstate
     CheckpointLoader.register_scheme(
-        prefixes='', loader=_load_local, force=True)
+        prefixes='', loader=load_from_local, force=True)
     CheckpointLoader.register_scheme(
-        prefixes=('http://', 'https://'), loader=_load_http, force=True)
+        prefixes=('http://', 'https://'), loader=load_from_http, force=True)
     for prefix, loader in list(CheckpointLoader._schemes.items()):
         CheckpointLoader._schemes[prefix] = _without_config_text(loader)
     register_atomic_save()

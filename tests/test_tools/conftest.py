@@ -17,7 +17,8 @@ def mmdet_trained(repo_root, coco_data, tmp_path_factory) -> dict:
     """The tiny Faster R-CNN CWT config trained for one iteration by
     mmdet's own tools/train.py (from the wheel's .mim folder).
 
-    Only the installed packages are on the path: mmkd_channel is reached
+    Only the installed packages (and this repository's package, which an
+    editable install provides) are on the path: mmkd_channel is reached
     through the config's ``custom_imports``.
     """
     tmp = tmp_path_factory.mktemp('mmdet_train')
@@ -30,7 +31,8 @@ def mmdet_trained(repo_root, coco_data, tmp_path_factory) -> dict:
     cfg_path = str(tmp / 'cwt_frcnn_tiny.py')
     cfg.dump(cfg_path)
     env = subprocess_env()
-    env.pop('PYTHONPATH', None)
+    # this repository's package, as the editable install provides it
+    env['PYTHONPATH'] = repo_root
     proc = subprocess.run([sys.executable, MMDET_TRAIN, cfg_path],
                           cwd=str(tmp),
                           env=env,

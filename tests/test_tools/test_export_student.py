@@ -59,6 +59,43 @@ def assert_keys_match(model: torch.nn.Module, exported: dict) -> None:
     assert not result.missing_keys and not result.unexpected_keys
 
 
+# Runs in a fresh interpreter in which mmkd_channel cannot be imported (a
+# meta-path finder refuses it before the editable install's finder or the
+# repository on sys.path could provide it), as where it is not installed.
+WITHOUT_MMKD = """
+import sys
+
+class NoMMKD:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] == 'mmkd_channel':
+            raise ModuleNotFoundError(f'No module named {name!r} (blocked)')
+
+sys.meta_path.insert(0, NoMMKD())
+"""
+
+
+def run_without_mmkd(code: str, cwd: str) -> subprocess.CompletedProcess:
+    """Run ``code`` where mmkd_channel is not importable."""
+    proc = subprocess.run([sys.executable, '-c', WITHOUT_MMKD + code],
+                          cwd=cwd,
+                          env=subprocess_env(),
+                          capture_output=True,
+                          text=True,
+                          timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def assert_host_pure(config_path: str) -> None:
+    """The exported config names nothing of this project."""
+    with open(config_path) as f:
+        text = f.read()
+    assert 'mmkd_channel' not in text, [
+        ln for ln in text.splitlines() if 'mmkd_channel' in ln
+    ]
+    assert 'EpochSeedHook' not in text and 'TeacherEvalHook' not in text
+
+
 def image(path: str) -> np.ndarray:
     import mmcv
     return mmcv.imread(path)
@@ -91,6 +128,18 @@ def test_export_det_through_cli_and_mmdet_apis(coco_data, mmdet_trained,
     for k, v in sd.items():  # exactly the student's trained weights
         assert torch.equal(v, trained[f'student.{k}']), k
 
+    assert_host_pure(str(tmp_path / 'student.py'))
+    img_dir = osp.join(coco_data['data_root'], coco_data['val_img'])
+    img_path = osp.join(img_dir, sorted(os.listdir(img_dir))[0])
+    proc = run_without_mmkd(
+        'from mmdet.apis import inference_detector, init_detector\n'
+        f"model = init_detector('student.py', {out!r}, device='cpu')\n"
+        f'result = inference_detector(model, {img_path!r})\n'
+        "assert not any(m.startswith('mmkd_channel') for m in sys.modules)\n"
+        "print(type(model).__name__, len(result.pred_instances))\n",
+        cwd=str(tmp_path))
+    assert proc.stdout.split('\n')[-2].split()[0] == 'FasterRCNN', proc.stdout
+
     torch.manual_seed(123)  # a different random init: loading must matter
     model = init_detector(str(tmp_path / 'student.py'), out, device='cpu')
     assert type(model).__name__ == 'FasterRCNN'
@@ -105,8 +154,7 @@ def test_export_det_through_cli_and_mmdet_apis(coco_data, mmdet_trained,
     distiller = runner.model.eval()
     distiller.cfg = cfg  # the distiller through the same API
 
-    img_dir = osp.join(coco_data['data_root'], coco_data['val_img'])
-    img = image(osp.join(img_dir, sorted(os.listdir(img_dir))[0]))
+    img = image(img_path)
     ours = inference_detector(model, img).pred_instances
     theirs = inference_detector(distiller, img).pred_instances
     assert len(ours) == len(theirs) > 0
@@ -139,20 +187,38 @@ def test_export_seg_through_mmseg_apis(repo_root, tmp_path, export):
     assert any(k.startswith('distill_pairs.') for k in result['dropped'])
     sd = result['state_dict']
 
+    assert_host_pure(result['config_path'])
+    img_dir = osp.join(data['data_root'], data['val_img_dir'], 'frankfurt')
+    img_path = osp.join(img_dir, sorted(os.listdir(img_dir))[0])
+    proc = run_without_mmkd(
+        'from mmseg.apis import inference_model, init_model\n'
+        f"model = init_model({result['config_path']!r}, {out!r}, "
+        "device='cpu')\n"
+        f'result = inference_model(model, {img_path!r})\n'
+        "assert not any(m.startswith('mmkd_channel') for m in sys.modules)\n"
+        'print(type(model).__name__, tuple(result.pred_sem_seg.shape))\n',
+        cwd=str(tmp_path))
+    assert proc.stdout.split('\n')[-2].split()[0] == 'EncoderDecoder', \
+        proc.stdout
+
     torch.manual_seed(123)
     model = init_model(result['config_path'], out, device='cpu')
     assert type(model).__name__ == 'EncoderDecoder'
     assert_keys_match(model, sd)
     assert model.dataset_meta['classes'][0] == 'road'
 
-    img_dir = osp.join(data['data_root'], data['val_img_dir'], 'frankfurt')
-    img = image(osp.join(img_dir, sorted(os.listdir(img_dir))[0]))
+    img = image(img_path)
     ours = inference_model(model, img)
     distiller = runner.model
     distiller.cfg = runner.cfg
     theirs = inference_model(distiller, img)
     assert torch.equal(ours.seg_logits.data, theirs.seg_logits.data)
     assert torch.equal(ours.pred_sem_seg.data, theirs.pred_sem_seg.data)
+
+    # the distillation config instead of the export: a message saying what
+    # to do, not an unexpected-keyword error
+    with pytest.raises(TypeError, match='export_student.py CKPT student.pth'):
+        init_model(runner.cfg, device='cpu')
 
 
 def test_export_cls_through_mmpretrain_apis(repo_root, tmp_path, export):
@@ -166,10 +232,21 @@ def test_export_cls_through_mmpretrain_apis(repo_root, tmp_path, export):
     cfg = Config.fromfile(osp.join(repo_root, CLS))
     tiny_cls_config(
         cfg, data, str(tmp_path / 'work'), img_size=32, batch_size=4)
+    # as tools/train.py adds it; a host hook that must stay beside it
+    cfg.custom_hooks = [
+        dict(type='mmkd_channel.EpochSeedHook'),
+        dict(type='EmptyCacheHook')
+    ]
     runner = saved_runner(cfg, str(tmp_path / 'work'))
     out = str(tmp_path / 'student.pth')
     result = export(str(tmp_path / 'work' / 'epoch_0.pth'), out)
     sd = result['state_dict']
+
+    # MobileNetV1 is this project's: exactly the one import it needs
+    student_cfg = Config.fromfile(result['config_path'])
+    assert student_cfg.custom_imports.imports == ['mmkd_channel']
+    assert [h['type'] for h in student_cfg.custom_hooks] == ['EmptyCacheHook']
+    assert 'EpochSeedHook' not in student_cfg.pretty_text
 
     torch.manual_seed(123)
     model = get_model(result['config_path'], pretrained=out, device='cpu')

@@ -134,6 +134,33 @@ def test_hierarchical_keys_and_mmseg_names(tool, tmp_path):
     assert 'mIoU' not in series and 'val/mIoU' not in series
 
 
+def test_total_label_follows_what_loss_is(tool, tmp_path):
+    """``loss`` is drawn as the total only where it is the sum of the terms;
+    in an mmpretrain log from before the head's ``loss`` was renamed it is
+    the cross-entropy and is drawn with the task terms."""
+
+    def records(with_cls):
+        recs = []
+        for i in (1, 2, 3):
+            ce, distill = 2.3 / i, 1.2 / i
+            rec = dict(loss_distill_last_stage=distill, iter=i, step=i)
+            if with_cls:
+                rec.update(loss=ce + distill, loss_cls=ce)
+            else:
+                rec.update(loss=ce)
+            recs.append(rec)
+        return recs
+
+    old = tool.read_scalars(
+        [write_run(str(tmp_path / 'old'), 'r', records(False))])
+    groups = tool.plot(old, str(tmp_path / 'old.png'), 'old')
+    assert groups['task'] == ['loss'] and groups['total'] == []
+    new = tool.read_scalars(
+        [write_run(str(tmp_path / 'new'), 'r', records(True))])
+    groups = tool.plot(new, str(tmp_path / 'new.png'), 'new')
+    assert groups['task'] == ['loss_cls'] and groups['total'] == ['loss']
+
+
 def test_cli_writes_png(repo_root, tmp_path):
     work = str(tmp_path / 'work')
     write_run(work, '20240101_000000', train_records(1, 40))

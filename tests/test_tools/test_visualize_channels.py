@@ -116,6 +116,68 @@ def test_non_spatial_features_are_refused(tool):
         tool.pick_level((1, 2), 5, 'teacher')
 
 
+def test_1x1_features_are_drawn_per_channel(tool, tmp_path):
+    """A classifier's last stage on a small input: 1x1 maps become bars and
+    a student-vs-teacher scatter, not solid squares."""
+    torch.manual_seed(0)
+    t = torch.randn(1, 16, 1, 1)
+    s = torch.randn(1, 8, 1, 1)
+    pair = _pair(
+        dict(type='ChannelWiseTransform', in_channels=8, out_channels=16))
+    assert tool.as_vector(t).shape == (16, )
+    values, facts = tool.channel_values(pair, s, t, level=0)
+    torch.testing.assert_close(values['teacher'], t[0, :, 0, 0])
+    torch.testing.assert_close(values['student'], s[0, :, 0, 0])
+    with torch.no_grad():
+        expected = pair.connector(s)[0, :, 0, 0]
+    torch.testing.assert_close(values['transformed'], expected)
+    out = tmp_path / 'vectors.png'
+    img = np.zeros((32, 32, 3), np.uint8)
+    titles = tool.draw_vectors(values, facts, img, str(out), 'x', topk=10)
+    assert titles[0] == 'per-channel values, top 10 of 16 teacher channels'
+    r = tool.pearson(expected, t[0, :, 0, 0])
+    assert titles[1] == ('ChannelWiseTransform(student) vs teacher\nall 16 '
+                         f'channels, r={r:.2f}')
+    # the raw student has 8 channels: drawn on its own, not paired
+    assert titles[2].startswith('raw student: 8 channels')
+    with Image.open(out) as im:
+        assert im.size[0] >= 900
+    # pooled (N, C) vectors too; spatial maps are not vectors
+    assert tool.as_vector(torch.ones(2, 5)).shape == (5, )
+    with pytest.raises(ValueError, match='not 1x1 or pooled'):
+        tool.channel_values(_pair(), torch.rand(1, 4, 3, 3),
+                            torch.rand(1, 4, 3, 3), 0)
+
+
+def test_own_colour_scale_unless_shared(tool, tmp_path, monkeypatch):
+    """Every map gets its own colour limits by default; --shared-scale
+    puts the teacher and the compared student map on one."""
+    import matplotlib.axes
+    seen = []
+    original = matplotlib.axes.Axes.imshow
+
+    def imshow(self, data, *args, **kwargs):
+        seen.append((float(np.min(data)), float(np.max(data)),
+                     kwargs.get('vmin'), kwargs.get('vmax')))
+        return original(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, 'imshow', imshow)
+    t = torch.arange(16.).view(1, 1, 4, 4)
+    s = 0.01 * torch.arange(16.).view(1, 1, 4, 4)  # a hundredth
+    pair = _pair(dict(type='ConvBNConnector', in_channels=1, out_channels=1))
+    rows, facts = tool.channel_rows(pair, s, t, level=0, topk=1)
+    img = np.zeros((8, 8, 3), np.uint8)
+    tool.draw(rows, facts, img, str(tmp_path / 'own.png'), 'x')
+    maps = seen[1:]  # after the input image
+    assert len(maps) == 3 and all(v[2] is None for v in maps)
+    seen.clear()
+    tool.draw(
+        rows, facts, img, str(tmp_path / 'shared.png'), 'x', shared_scale=True)
+    teacher, raw, trans = seen[1:]
+    assert teacher[2:] == trans[2:] and teacher[2] is not None
+    assert raw[2] is None  # the raw student keeps its own scale
+
+
 def test_checkpoint_is_loaded_into_the_distiller(tool, tmp_path):
     import toy_models  # noqa: F401  (registers ToyClassifier)
     cfg = Config(

@@ -6,7 +6,11 @@ logged iteration; validation metrics are on lines of their own), and draws
 two panels:
 
 * task losses: every ``loss_*`` term of the host model (``loss_cls``,
-  ``loss_bbox``, ``decode.loss_ce``, ...) and their sum;
+  ``loss_bbox``, ``decode.loss_ce``, ...), their sum, and the logged
+  ``loss`` (task + distill) when it is that total. (Logs of mmpretrain
+  students written before the distiller renamed the head's ``loss`` to
+  ``loss_cls`` hold the cross-entropy under ``loss``; it is then drawn as a
+  task term, ``loss (the host's own term)``.)
 * distillation terms: every ``loss_distill_<name>`` (one per distilled
   pair), their sum, and the distill / task ratio at the first and last
   logged iteration (CWT's one hyper-parameter, the loss weight, is usually
@@ -172,6 +176,35 @@ def split_losses(series: Series) -> Dict[str, List[str]]:
     return groups
 
 
+def total_is_sum(series: Series, groups: Dict[str, List[str]]) -> bool:
+    """Whether the logged ``loss`` is the sum of the task and distill terms.
+
+    It is, in logs this project writes: MMEngine logs the back-propagated
+    total as ``loss``, and the distiller renames a host term of that name
+    (mmpretrain's heads return one) to ``loss_cls``. In older logs of an
+    mmpretrain student ``loss`` is the head's cross-entropy, which
+    overwrote the total; :func:`split_losses` then counts it as a task term.
+
+    Examples:
+        >>> s = {'loss': {1: 3.0}, 'loss_cls': {1: 2.0},
+        ...      'loss_distill_a': {1: 1.0}}
+        >>> total_is_sum(s, split_losses(s))
+        True
+        >>> s = {'loss': {1: 2.0}, 'loss_distill_a': {1: 1.0}}
+        >>> total_is_sum(s, split_losses(s))
+        False
+    """
+    if 'loss' not in series:
+        return False
+    parts = summed(series, groups['task'] + groups['distill'])
+    steps = set(parts) & set(series['loss'])
+    if not steps:
+        return False
+    return all(
+        abs(series['loss'][s] - parts[s]) <= 1e-3 * max(1.0, abs(parts[s]))
+        for s in steps)
+
+
 def summed(series: Series, keys: Sequence[str]) -> Dict[int, float]:
     """Sum of several series at the steps where all of them are logged."""
     if not keys:
@@ -212,6 +245,9 @@ def plot(series: Series,
     from matplotlib.ticker import MaxNLocator
 
     groups = split_losses(series)
+    if groups['total'] and not total_is_sum(series, groups):
+        # an old mmpretrain log: `loss` is the head's term, not the total
+        groups['task'].insert(0, groups['total'].pop())
     task_sum = summed(series, groups['task'])
     distill_sum = summed(series, groups['distill'])
     fig, axes = plt.subplots(2, 1, figsize=(9, 7.5), dpi=dpi, sharex=True)
@@ -229,7 +265,8 @@ def plot(series: Series,
 
     ax = axes[0]
     for key in groups['task']:
-        line(ax, series[key], key, lw=1.2)
+        label = key if key != 'loss' else "loss (the host's own term)"
+        line(ax, series[key], label, lw=1.2)
     if len(groups['task']) > 1:
         line(ax, task_sum, 'task total', color='black', lw=2.0)
     for key in groups['total']:

@@ -23,6 +23,16 @@ Example::
         --checkpoint work_dirs/cwt_frcnn.../epoch_24.pth \\
         --img demo.jpg --out channels.png --level 1 --topk 4
 
+Every map has its own colour scale (its own range is in its title);
+``--shared-scale`` puts the teacher and the student maps the loss compares
+on one scale per row instead.
+
+Features without a spatial extent, 1x1 maps (a classifier's last stage on
+small inputs) and pooled ``(N, C)`` vectors, are drawn as per-channel
+values instead: grouped bars of teacher and student for the top-k teacher
+channels (by ``|t_c|``) and a scatter of student against teacher values
+over all channels, with the line ``student = teacher``.
+
 Without ``--checkpoint`` the student and connectors keep their
 initialisation (useful to see what the untrained connector does); add
 ``--cfg-options model.teacher_ckpt=None`` to skip the teacher download.
@@ -71,7 +81,16 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         default=0,
         help='feature level for tuple features such as FPN outputs')
     parser.add_argument(
-        '--topk', type=int, default=4, help='number of teacher channels')
+        '--topk',
+        type=int,
+        default=None,
+        help='number of teacher channels (default: 4 maps, or 24 bars for '
+        '1x1 / pooled features)')
+    parser.add_argument(
+        '--shared-scale',
+        action='store_true',
+        help='one colour scale per row for the teacher and the student '
+        'maps the loss compares (default: every map its own scale)')
     parser.add_argument(
         '--device', default='cpu', help='device, e.g. cpu or cuda:0')
     parser.add_argument('--dpi', type=int, default=100, help='figure dpi')
@@ -88,7 +107,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         help='override settings of the config, key=value pairs, e.g. '
         'model.teacher_ckpt=None')
     args = parser.parse_args(argv)
-    if args.topk < 1:
+    if args.topk is not None and args.topk < 1:
         parser.error('--topk must be >= 1')
     return args
 
@@ -193,6 +212,26 @@ def pick_level(feat: Any, level: int, what: str) -> Any:
 def is_map(feat: Any) -> bool:
     """Whether ``feat`` is an ``(N, C, H, W)`` tensor."""
     return isinstance(feat, Tensor) and feat.dim() == 4
+
+
+def as_vector(feat: Any) -> Optional[Tensor]:
+    """Per-channel values ``(C,)`` of a pooled ``(N, C)`` or 1x1 feature.
+
+    Returns ``None`` for anything with a spatial extent.
+
+    Examples:
+        >>> import torch
+        >>> as_vector(torch.ones(1, 3, 1, 1)).shape, as_vector(torch.ones(
+        ...     1, 3, 2, 2))
+        (torch.Size([3]), None)
+    """
+    if not isinstance(feat, Tensor):
+        return None
+    if feat.dim() == 2:
+        return feat[0]
+    if feat.dim() == 4 and feat.shape[-2] * feat.shape[-1] == 1:
+        return feat[0, :, 0, 0]
+    return None
 
 
 def channel_energy(feat: Tensor) -> Tensor:
@@ -395,18 +434,233 @@ def channel_rows(pair: torch.nn.Module, s_feat: Any, t_feat: Any, level: int,
     return rows, facts
 
 
+def channel_values(pair: torch.nn.Module, s_feat: Any, t_feat: Any,
+                   level: int) -> Tuple[dict, dict]:
+    """Per-channel values of 1x1 / pooled features, for :func:`draw_vectors`.
+
+    Args:
+        pair: The ``_Pair`` of the distill term (connectors and loss).
+        s_feat, t_feat: The recorded student / teacher features (batch of
+            one).
+        level (int): Level to draw for tuple features.
+
+    Returns:
+        tuple: ``values`` (``teacher``, ``student`` and, with a connector,
+        ``transformed``: ``(C,)`` tensors, ``None`` where absent) and the
+        header facts. Raises ``ValueError`` if a feature has a spatial
+        extent.
+    """
+    with torch.no_grad():
+        s_trans_all = pair._connect(pair.connector, s_feat)
+        t_conn_all = pair._connect(pair.teacher_connector, t_feat)
+    t_raw = pick_level(t_feat, level, 'teacher')
+    s_raw = pick_level(s_feat, level, 'student')
+    t_show = t_raw
+    teacher_label = 'teacher'
+    if pair.teacher_connector is not None:
+        t_show = pick_level(t_conn_all, level, 'teacher connector output')
+        teacher_label = (
+            f'teacher after {type(pair.teacher_connector).__name__}')
+    s_trans = pick_level(s_trans_all, level, 'connector output')
+    conn_name = (
+        type(pair.connector).__name__
+        if pair.connector is not None else 'none')
+    values = dict(
+        teacher=as_vector(t_show),
+        student=as_vector(s_raw),
+        transformed=(as_vector(s_trans)
+                     if pair.connector is not None else None))
+    if values['teacher'] is None or values['student'] is None:
+        raise ValueError(
+            f"distill['{pair.name}']: student {describe(s_raw)}, teacher "
+            f'{describe(t_show)}: not 1x1 or pooled features')
+    facts = dict(
+        name=pair.name,
+        student_path=pair.student_path,
+        teacher_path=pair.teacher_path,
+        levels=len(t_feat) if isinstance(t_feat, (tuple, list)) else None,
+        level=level,
+        student_shape=describe(s_raw),
+        teacher_shape=describe(t_raw),
+        transformed_shape=describe(s_trans),
+        connector=conn_name,
+        teacher_connector=(type(pair.teacher_connector).__name__
+                           if pair.teacher_connector is not None else None),
+        teacher_label=teacher_label,
+        loss=type(pair.loss).__name__)
+    return values, facts
+
+
+def header_lines(facts: dict, title: str,
+                 loss_value: Optional[float]) -> List[str]:
+    """The text beside the input image."""
+    lines = [
+        title,
+        f"distill['{facts['name']}']: loss {facts['loss']}, connector "
+        f"{facts['connector']}" + (f', teacher connector '
+                                   f"{facts['teacher_connector']}"
+                                   if facts['teacher_connector'] else ''),
+        f"student '{facts['student_path']}': {facts['student_shape']}",
+        f"teacher '{facts['teacher_path']}': {facts['teacher_shape']}",
+        f"connector output: {facts['transformed_shape']}",
+    ]
+    if facts['levels'] is not None:
+        lines.append(f"level {facts['level']} of {facts['levels']}")
+    if loss_value is not None:
+        lines.append(f"loss_distill_{facts['name']} on this image: "
+                     f'{loss_value:.4g}')
+    return lines
+
+
+def pearson(x: Tensor, y: Tensor) -> float:
+    """Pearson's r of two vectors (0 when one is constant).
+
+    Examples:
+        >>> import torch
+        >>> round(pearson(torch.tensor([1., 2., 3.]),
+        ...               torch.tensor([2., 4., 7.])), 3)
+        0.993
+    """
+    x, y = x.double() - x.double().mean(), y.double() - y.double().mean()
+    denom = float(x.norm() * y.norm())
+    return float(x @ y) / denom if denom > 0 else 0.0
+
+
+def draw_vectors(values: dict,
+                 facts: dict,
+                 image: np.ndarray,
+                 out: str,
+                 title: str,
+                 topk: int = 24,
+                 dpi: int = 100,
+                 loss_value: Optional[float] = None) -> List[str]:
+    """Write the figure for 1x1 / pooled features.
+
+    A header (image and facts); grouped bars of teacher, transformed
+    student and (with the teacher's channel count) raw student for the
+    ``topk`` teacher channels of largest ``|t_c|``; one scatter per student
+    variant with the teacher's channel count, student against teacher over
+    all channels, with ``y = x`` and Pearson's r. A raw student with another
+    channel count gets a panel of its own values.
+
+    Returns:
+        list[str]: The titles of the panels drawn (for tests and logs).
+    """
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    t = values['teacher'].detach().float().cpu()
+    students = []  # (label, values) with the teacher's channel count
+    if values['transformed'] is not None:
+        students.append((f"{facts['connector']}(student)",
+                         values['transformed'].detach().float().cpu()))
+    raw = values['student'].detach().float().cpu()
+    raw_label = ('student (no connector)'
+                 if facts['connector'] == 'none' else 'raw student')
+    if raw.numel() == t.numel():
+        students.append((raw_label, raw))
+    compared = [(lbl, v) for lbl, v in students if v.numel() == t.numel()]
+    extra = [] if raw.numel() == t.numel() else [raw]
+    ncols = max(len(compared) + len(extra), 2)
+    fig = plt.figure(figsize=(max(12.0, 5.0 * ncols), 11.0), dpi=dpi)
+    outer = fig.add_gridspec(3, 1, height_ratios=[2.4, 3.0, 3.6])
+    top = outer[0].subgridspec(1, 2, width_ratios=[1, 3])
+    bottom = outer[2].subgridspec(1, ncols, wspace=0.35)
+    ax = fig.add_subplot(top[0, 0])
+    ax.imshow(image)
+    ax.set_title('input image', fontsize=9)
+    ax.axis('off')
+    ax = fig.add_subplot(top[0, 1])
+    ax.axis('off')
+    lines = header_lines(facts, title, loss_value)
+    lines.append(f'{t.numel()} channels without spatial extent: values '
+                 'per channel')
+    ax.text(
+        0.0,
+        1.0,
+        '\n'.join(lines),
+        va='top',
+        ha='left',
+        fontsize=9,
+        family='monospace',
+        transform=ax.transAxes)
+    titles = []
+
+    k = min(topk, t.numel())
+    channels = t.abs().topk(k).indices.tolist()
+    ax = fig.add_subplot(outer[1])
+    series = [(facts['teacher_label'], t)] + compared
+    width = 0.8 / len(series)
+    x = np.arange(k)
+    colours = ['black', 'tab:orange', 'tab:blue', 'tab:green']
+    for i, (label, v) in enumerate(series):
+        ax.bar(
+            x + (i - (len(series) - 1) / 2) * width,
+            v[channels].numpy(),
+            width,
+            label=label,
+            color=colours[i % len(colours)],
+            alpha=0.85)
+    ax.axhline(0, color='grey', lw=0.6)
+    ax.set_xticks(x)
+    ax.set_xticklabels([str(c) for c in channels], fontsize=7, rotation=90)
+    ax.set_xlabel('channel (the top-k teacher channels by |value|)')
+    ax.set_ylabel('value')
+    bar_title = (f'per-channel values, top {k} of {t.numel()} teacher '
+                 'channels')
+    ax.set_title(bar_title, fontsize=10)
+    ax.legend(fontsize=8)
+    titles.append(bar_title)
+
+    col = 0
+    for label, v in compared:
+        ax = fig.add_subplot(bottom[0, col])
+        col += 1
+        r = pearson(v, t)
+        ax.scatter(t.numpy(), v.numpy(), s=8, alpha=0.6, color='tab:orange')
+        lo = float(min(t.min(), v.min()))
+        hi = float(max(t.max(), v.max()))
+        ax.plot([lo, hi], [lo, hi],
+                color='grey',
+                lw=0.8,
+                ls='--',
+                label='student = teacher')
+        ax.set_xlabel(f"{facts['teacher_label']} value")
+        ax.set_ylabel(f'{label} value')
+        panel = f'{label} vs teacher\nall {t.numel()} channels, r={r:.2f}'
+        ax.set_title(panel, fontsize=9)
+        ax.legend(fontsize=7, loc='upper left')
+        titles.append(panel)
+    for v in extra:
+        ax = fig.add_subplot(bottom[0, col])
+        col += 1
+        ax.bar(np.arange(v.numel()), v.numpy(), color='tab:blue', width=1.0)
+        ax.set_xlabel('student channel')
+        ax.set_ylabel('value')
+        panel = (f'{raw_label}: {v.numel()} channels\n(the teacher has '
+                 f'{t.numel()}: no channel-to-channel pairing)')
+        ax.set_title(panel, fontsize=9, pad=14)
+        titles.append(panel)
+    fig.tight_layout()
+    fig.savefig(out, dpi=dpi)
+    plt.close(fig)
+    return titles
+
+
 def draw(rows: List[dict],
          facts: dict,
          image: np.ndarray,
          out: str,
          title: str,
          dpi: int = 100,
-         loss_value: Optional[float] = None) -> None:
+         loss_value: Optional[float] = None,
+         shared_scale: bool = False) -> None:
     """Write the figure: a header (image and facts) over the channel rows.
 
-    Teacher and transformed-student maps of a row share one colour scale (they
-    are what the loss compares); the raw student has its own, and so do the
-    softmax pair (shared between them).
+    Every map has its own colour scale; with ``shared_scale`` the teacher and
+    transformed-student maps of a row share one (they are what the loss
+    compares), and so do the softmax pair. A constant map says so instead of
+    showing a colour bar.
     """
     import matplotlib
     matplotlib.use('Agg')
@@ -424,25 +678,12 @@ def draw(rows: List[dict],
     ax.imshow(image)
     ax.set_title('input image', fontsize=9)
     ax.axis('off')
-    lines = [
-        title,
-        f"distill['{facts['name']}']: loss {facts['loss']}, connector "
-        f"{facts['connector']}" + (f', teacher connector '
-                                   f"{facts['teacher_connector']}"
-                                   if facts['teacher_connector'] else ''),
-        f"student '{facts['student_path']}': {facts['student_shape']}",
-        f"teacher '{facts['teacher_path']}': {facts['teacher_shape']}",
-        f"connector output: {facts['transformed_shape']}",
-    ]
-    if facts['levels'] is not None:
-        lines.append(f"level {facts['level']} of {facts['levels']}")
-    if loss_value is not None:
-        lines.append(f"loss_distill_{facts['name']} on this image: "
-                     f'{loss_value:.4g}')
+    lines = header_lines(facts, title, loss_value)
     lines.append(f'top-{len(rows)} teacher channels by mean(t^2): '
                  f"{facts['channels']}")
-    lines.append('each row: teacher and the student map the loss sees '
-                 'share one colour scale')
+    lines.append('colour scale: teacher and the student map the loss sees '
+                 'share one per row' if shared_scale else
+                 'colour scale: every map its own (range in its title)')
     ax = fig.add_subplot(grid[0, 1:])
     ax.axis('off')
     ax.text(
@@ -455,10 +696,11 @@ def draw(rows: List[dict],
         family='monospace',
         transform=ax.transAxes,
         wrap=True)
+    from matplotlib.ticker import MaxNLocator
     for i, row in enumerate(rows):
         limits: Dict[str, Tuple[float, float]] = {}
         for panel in row:
-            if panel.get('scale'):
+            if shared_scale and panel.get('scale'):
                 m = panel['map']
                 lo, hi = limits.get(panel['scale'], (np.inf, -np.inf))
                 limits[panel['scale']] = (min(lo, float(m.min())),
@@ -489,7 +731,21 @@ def draw(rows: List[dict],
                 vmin=vmin,
                 vmax=vmax,
                 interpolation='nearest')
-            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03, format='%.2g')
+            if vmin is None and lo == hi:
+                ax.text(
+                    0.5,
+                    0.5,
+                    f'constant {lo:.3g}',
+                    ha='center',
+                    va='center',
+                    fontsize=8,
+                    color='white',
+                    transform=ax.transAxes)
+                continue
+            bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
+            bar.locator = MaxNLocator(nbins=4)
+            bar.update_ticks()
+            bar.ax.tick_params(labelsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=dpi)
     plt.close(fig)
@@ -526,7 +782,14 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
                 f"'{pair.teacher_path}' (teacher)")
     s_out, t_out = record_features(model, batch)
     s_feat, t_feat = s_out[pair.student_path], t_out[pair.teacher_path]
-    rows, facts = channel_rows(pair, s_feat, t_feat, args.level, args.topk)
+    vectors = (
+        as_vector(pick_level(t_feat, args.level, 'teacher')) is not None
+        and as_vector(pick_level(s_feat, args.level, 'student')) is not None)
+    if vectors:
+        values, facts = channel_values(pair, s_feat, t_feat, args.level)
+    else:
+        topk = args.topk or 4
+        rows, facts = channel_rows(pair, s_feat, t_feat, args.level, topk)
     try:
         with torch.no_grad():
             loss_value = float(pair(s_feat, t_feat, batch['data_samples']))
@@ -536,14 +799,26 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     out_dir = osp.dirname(osp.abspath(args.out))
     if not osp.isdir(out_dir):
         raise FileNotFoundError(f'--out: directory {out_dir} does not exist')
-    draw(
-        rows,
-        facts,
-        read_rgb(args.img),
-        args.out,
-        title=osp.basename(args.config),
-        dpi=args.dpi,
-        loss_value=loss_value)
+    if vectors:
+        draw_vectors(
+            values,
+            facts,
+            read_rgb(args.img),
+            args.out,
+            title=osp.basename(args.config),
+            topk=args.topk or 24,
+            dpi=args.dpi,
+            loss_value=loss_value)
+    else:
+        draw(
+            rows,
+            facts,
+            read_rgb(args.img),
+            args.out,
+            title=osp.basename(args.config),
+            dpi=args.dpi,
+            loss_value=loss_value,
+            shared_scale=args.shared_scale)
     logger.info(f'wrote {args.out}')
     return args.out
 

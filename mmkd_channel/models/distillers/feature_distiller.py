@@ -20,6 +20,8 @@ from ..losses.base import as_tensor_list
 from .build_context import (DEFAULT_CHECK_SIDE, current_config,
                             input_size_from_config, min_input_side,
                             resolve_distill, resolve_local_path)
+from .host_api_guard import RefuseHostModelArgs
+from .loss_keys import rename_reserved_losses
 from .loss_scale import LossScaleMonitor
 from .pair_check import (DistillCheckError, connectors_of, is_pooled,
                          is_spatial, last_spatial_module, shapes,
@@ -222,7 +224,7 @@ def _with_context(error: Exception, desc: str) -> Exception:
 
 
 @MODELS.register_module()
-class FeatureDistiller(BaseModel):
+class FeatureDistiller(RefuseHostModelArgs, BaseModel):
     """Train ``student`` with its task losses plus feature distillation.
 
     The teacher is frozen: ``requires_grad=False``, always in eval mode,
@@ -926,7 +928,8 @@ class FeatureDistiller(BaseModel):
         """Task losses only: the teacher does not run; every
         ``loss_distill_<name>`` is a zero connected to its connectors, so
         DDP still sees all parameters used."""
-        losses = self.student(inputs, data_samples, mode='loss')
+        losses = rename_reserved_losses(
+            self.student(inputs, data_samples, mode='loss'))
         for name, pair in self.distill_pairs.items():
             losses[f'loss_distill_{name}'] = self._zero_loss(pair.parameters())
         return losses
@@ -984,6 +987,7 @@ class FeatureDistiller(BaseModel):
         """Student task losses plus one ``loss_distill_<name>`` per pair."""
         with self.student_recorder.record() as s_out:
             losses = self.student(inputs, data_samples, mode='loss')
+        losses = rename_reserved_losses(losses)  # see loss_keys.py
         t_outs = {
             name:
             self.teacher_features(
