@@ -31,9 +31,9 @@ pip() { "$VENV/bin/python" -m pip --disable-pip-version-check "$@"; }
 
 log "torch and build tools"
 pip install -q --upgrade pip
-# setuptools >= 64 for PEP 660 editable installs (pip >= 25.3 has no other
-# way); < 80 keeps pkg_resources, which mmcv's setup.py imports.
-pip install -q -r "$ROOT/requirements/torch.txt" "setuptools>=64,<80" wheel ninja
+# setuptools >= 70.1 works with wheel 0.48; < 80 keeps pkg_resources and
+# `setup.py develop`, which mmcv's setup.py imports.
+pip install -q -r "$ROOT/requirements/torch.txt" "setuptools>=70.1,<80" wheel ninja
 
 mmcv_wheel=$(ls "$CACHE"/mmcv-2.1.0-*.whl 2>/dev/null | head -n1 || true)
 if [ -z "$mmcv_wheel" ]; then
@@ -59,7 +59,11 @@ pip install -q "$mmcv_wheel" -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requi
 log "mmdet, mmsegmentation, mmpretrain (--no-deps: they would resolve another mmcv)"
 pip install -q --no-deps -r "$ROOT/requirements/hosts.txt" -r "$ROOT/requirements/tests-nodeps.txt"
 log "mmkd_channel (editable)"
-pip install -q --no-deps --no-build-isolation -e "$ROOT"
+# `setup.py develop` (not a PEP 660 `pip install -e`): mim finds a package's
+# tools and configs through its install location, which develop sets to the
+# repository and PEP 660 to site-packages.
+pip uninstall -q -y mmkd_channel >/dev/null 2>&1 || true
+(cd "$ROOT" && "$VENV/bin/python" setup.py -q develop --no-deps >/dev/null)
 "$VENV/bin/python" -c "import mmcv.ops, mmdet, mmseg, mmpretrain, mmkd_channel"
 echo "$want" > "$VENV/.mmkd_stamp"
 log "done: $VENV"
