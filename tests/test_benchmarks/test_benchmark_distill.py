@@ -5,7 +5,7 @@ import os.path as osp
 
 import pytest
 import torch
-from conftest import REPO, load_script
+from bench_utils import REPO, load_script
 from mmkd_bench.memory import measure_memory, measure_memory_in_process
 from mmkd_bench.model_index import load_pairs
 from mmkd_bench.overhead import PHASES, OverheadBenchmark

@@ -6,7 +6,7 @@ import os.path as osp
 import statistics
 
 import pytest
-from conftest import load_script
+from bench_utils import load_script
 from mmengine.config import Config
 from mmkd_bench.efficacy import parse_settings
 from mmkd_bench.efficacy_report import markdown_table, summarize

@@ -15,7 +15,7 @@ import shutil
 import pytest
 import torch
 import yaml
-from conftest import REPO, load_script
+from bench_utils import REPO, load_script
 from mmengine.config import Config
 from mmkd_bench.model_index import METRICS, load_pairs
 from mmkd_bench.runs import read_metrics

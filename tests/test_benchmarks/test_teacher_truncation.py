@@ -4,7 +4,7 @@ import copy
 import os.path as osp
 
 import torch
-from conftest import REPO
+from bench_utils import REPO
 from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 from mmengine.runner import Runner
