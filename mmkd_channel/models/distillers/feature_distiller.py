@@ -14,6 +14,7 @@ from mmkd_channel.utils.checkpoint import load_teacher_checkpoint
 from mmkd_channel.utils.mim import resolve_config_path
 from ..losses.base import as_tensor_list
 from .recorder import FeatureRecorder
+from .teacher_precision import TeacherPrecision
 
 ModelCfg = Union[str, dict, ConfigDict]
 
@@ -166,6 +167,14 @@ class FeatureDistiller(BaseModel):
         data_preprocessor (dict, optional): Defaults to the student's.
         teacher_trainable (bool): Must be False (the default): the teacher
             is frozen. True raises ``NotImplementedError``.
+        teacher_dtype (str): ``'fp32'`` (default), ``'bf16'``, ``'fp16'``
+            or ``'auto'`` (bf16 where the CPU / GPU runs it fast, else
+            fp32; the log says which and why). The teacher is converted
+            once, after its checkpoint is loaded; its recorded features
+            are cast back to the student's dtype. See
+            :class:`~.teacher_precision.TeacherPrecision`.
+        teacher_channels_last (bool): Run the teacher in channels-last
+            memory layout. Default False.
 
     Examples:
         >>> # in a config inheriting 'mmdet::faster_rcnn/...r50...py'
@@ -198,13 +207,16 @@ class FeatureDistiller(BaseModel):
                  check_input_shape: Optional[Sequence[int]] = (1, 3, 64, 64),
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None,
-                 teacher_trainable: bool = False) -> None:
+                 teacher_trainable: bool = False,
+                 teacher_dtype: str = 'fp32',
+                 teacher_channels_last: bool = False) -> None:
         if teacher_trainable:  # issue 5
             raise NotImplementedError(
                 'FeatureDistiller: teacher_trainable=True is not supported; '
                 'the teacher is frozen (no grad, eval mode, out of the '
                 'optimizer and checkpoints). Set teacher_trainable=False.')
         specs = self._normalise_distill(distill)
+        precision = TeacherPrecision(teacher_dtype, teacher_channels_last)
         student_model = build_host_model(student, 'student')
         if data_preprocessor is None:
             data_preprocessor = getattr(student_model, 'data_preprocessor',
@@ -237,6 +249,10 @@ class FeatureDistiller(BaseModel):
             self.teacher,
             [p.teacher_path for p in self.distill_pairs.values()], 'teacher')
         self._bind_connectors()
+        self.teacher_precision = precision
+        precision.convert(
+            self.teacher,
+            *self._teacher_trace(check_input_shape or (1, 3, 64, 64)))
         self._checked = False
         if check_input_shape is not None:
             self._dry_run(tuple(check_input_shape))
@@ -308,13 +324,10 @@ class FeatureDistiller(BaseModel):
         self.eval()
         inputs = torch.rand(*shape)
         try:
-            with torch.no_grad():
-                feats = []
-                for model, rec in ((self.student, self.student_recorder),
-                                   (self.teacher, self.teacher_recorder)):
-                    with rec.record(stop_after={}) as out:
-                        model(inputs, None, mode='tensor')
-                    feats.append(out)
+            with torch.no_grad(), \
+                    self.student_recorder.record(stop_after={}) as s_out:
+                self.student(inputs, None, mode='tensor')
+            feats = [s_out, self._run_teacher(inputs, None, {})]
         except Exception as e:  # host model needs real data samples
             self.train(was_training)
             MMLogger.get_current_instance().info(
@@ -327,6 +340,23 @@ class FeatureDistiller(BaseModel):
                 self._check_pairs(*feats)
         finally:
             self.train(was_training)
+
+    def _teacher_trace(self, shape: Sequence[int]) -> tuple:
+        """A dummy teacher pass and the recorded paths, from which
+        :class:`TeacherPrecision` learns which BN follows which conv."""
+        inputs = torch.rand(*shape)
+        stop = {} if self.truncate_teacher else None
+
+        def trace() -> dict:
+            with torch.no_grad(), self.teacher_recorder.record(stop) as out:
+                self.teacher(inputs, None, mode='tensor')
+            return out
+
+        specs = self.teacher_recorder.specs.values()
+        return trace, ({p
+                        for p, kind, _ in specs if kind == 'output'},
+                       {p
+                        for p, kind, _ in specs if kind == 'input'})
 
     def _check_pairs(self, s_out: dict, t_out: dict) -> None:
         for pair in self.distill_pairs.values():
@@ -374,6 +404,8 @@ class FeatureDistiller(BaseModel):
     def _apply(self, fn, *args, **kwargs):
         super()._apply(fn, *args, **kwargs)
         self.teacher._apply(fn, *args, **kwargs)
+        # .to(device) / .float() keep the teacher's own dtype and layout
+        self.teacher_precision.restore(self.teacher)
         return self
 
     def train(self, mode: bool = True) -> 'FeatureDistiller':
@@ -500,7 +532,16 @@ class FeatureDistiller(BaseModel):
                 expected[pair.teacher_path] = max(
                     expected.get(pair.teacher_path, 1), n)
         self.teacher.eval()
-        with torch.no_grad(), self.teacher_recorder.record(
-                stop_after=expected) as t_out:
-            self.teacher(inputs, data_samples, mode='tensor')
-        return t_out
+        return self._run_teacher(inputs, data_samples, expected)
+
+    def _run_teacher(self, inputs, data_samples,
+                     stop_after: Optional[Dict[str, int]]) -> dict:
+        """The teacher's recorded features, in the student's dtype."""
+        precision = self.teacher_precision
+        device = inputs.device.type if isinstance(inputs, Tensor) else 'cpu'
+        with torch.no_grad(), precision.forward_context(device), \
+                self.teacher_recorder.record(stop_after=stop_after) as t_out:
+            self.teacher(
+                precision.cast_inputs(inputs), data_samples, mode='tensor')
+        dtype = next(self.student.parameters(), torch.empty(())).dtype
+        return precision.cast_features(t_out, dtype)
