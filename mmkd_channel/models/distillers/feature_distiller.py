@@ -344,7 +344,8 @@ class FeatureDistiller(BaseModel):
     def _teacher_trace(self, shape: Sequence[int]) -> tuple:
         """A dummy teacher pass and the recorded paths, from which
         :class:`TeacherPrecision` learns which BN follows which conv."""
-        inputs = torch.rand(*shape)
+        # its own generator: converting must not change seeded runs
+        inputs = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
         stop = {} if self.truncate_teacher else None
 
         def trace() -> dict:
