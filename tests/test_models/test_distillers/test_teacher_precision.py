@@ -335,3 +335,29 @@ def test_conversion_does_not_draw_from_the_global_generator():
             (model.distill_pairs.neck.connector.mlp[0].weight, torch.rand(3)))
     assert torch.equal(draws[0][0], draws[1][0])
     assert torch.equal(draws[0][1], draws[1][1])
+
+
+def test_ofd_margin_comes_from_the_bn_before_it_is_folded(teacher_ckpt):
+    """MarginReLU reads the teacher BN when it is bound; folding that BN
+    afterwards must not change the margin or the pre-ReLU feature."""
+    ofd = dict(
+        stage=dict(
+            student='backbone.5:input',
+            teacher='backbone.5:input',
+            connector=dict(
+                type='ChannelWiseTransform', in_channels=8, out_channels=16),
+            teacher_connector=dict(type='MarginReLU'),
+            loss=dict(type='FeatureL2Loss')))
+    fp32 = distiller('fp32', teacher_ckpt=teacher_ckpt, distill=ofd)
+    bf16 = distiller(
+        'bf16', channels_last=True, teacher_ckpt=teacher_ckpt, distill=ofd)
+    assert 'backbone.4' in bf16.teacher_precision.folded
+    margins = [
+        m.distill_pairs.stage.teacher_connector.margin for m in (fp32, bf16)
+    ]
+    assert margins[0].numel() == 16 and margins[0].dtype == torch.float32
+    assert torch.equal(margins[0], margins[1])
+    x = torch.rand(2, 3, 16, 16)
+    a = fp32.teacher_features(x)['backbone.5:input']
+    b = bf16.teacher_features(x)['backbone.5:input']
+    assert rel_err(b, a) < 2e-2
