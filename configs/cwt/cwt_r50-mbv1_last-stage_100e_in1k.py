@@ -2,9 +2,6 @@ _base_ = [
     '../mobilenet_v1/mobilenet-v1_8xb32_in1k.py',  # student baseline
     '../_base_/distill/cwt_cls_last_stage.py',  # preset: CWT on last stage
 ]
-# mmpretrain keeps the preprocessor outside the model dict; the Runner hands
-# it to the distiller, which needs its type.
-data_preprocessor = dict(type='mmpretrain.ClsDataPreprocessor')
 # yapf: disable (keep the checkpoint URL on one line)
 model = dict(
     _delete_=True,

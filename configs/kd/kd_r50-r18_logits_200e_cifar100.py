@@ -2,7 +2,6 @@ _base_ = [
     'mmpretrain::resnet/resnet50_8xb16_cifar100.py',  # data and schedule
     '../_base_/distill/kd_cifar_logits.py',  # preset: KD, tau=4, 0.9 * KD
 ]
-data_preprocessor = dict(type='mmpretrain.ClsDataPreprocessor')
 # Student: ResNet-18 on CIFAR-100, i.e. the baseline's model with depth 18
 # (mmpretrain's resnet18_8xb16_cifar10 model with 100 classes; mmpretrain
 # ships no ResNet-18 CIFAR-100 config), cross-entropy weighted 0.1 as in

@@ -2,9 +2,6 @@ _base_ = [
     '../mobilenet_v1/mobilenet-v1_8xb32_in1k.py',  # student baseline
     '../_base_/distill/ofd_r50_mbv1_4_stages.py',  # preset: OFD, 4 stages
 ]
-# mmpretrain keeps the preprocessor outside the model dict; the Runner hands
-# it to the distiller, which needs its type.
-data_preprocessor = dict(type='mmpretrain.ClsDataPreprocessor')
 # yapf: disable (keep the checkpoint URL on one line)
 model = dict(
     _delete_=True,

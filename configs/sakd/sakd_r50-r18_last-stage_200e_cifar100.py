@@ -2,7 +2,6 @@ _base_ = [
     'mmpretrain::resnet/resnet50_8xb16_cifar100.py',  # data and schedule
     '../_base_/distill/sakd_cifar_resnet_last_stage.py',  # preset: SAKD
 ]
-data_preprocessor = dict(type='mmpretrain.ClsDataPreprocessor')
 # Student: ResNet-18 on CIFAR-100, i.e. the baseline's model with depth 18
 # (mmpretrain's resnet18_8xb16_cifar10 model with 100 classes; mmpretrain
 # ships no ResNet-18 CIFAR-100 config). `__` keeps it out of the config.

@@ -10,6 +10,7 @@ statistics come from the block's last BN (``bn3`` of a Bottleneck,
 ``'<module>.activate:input#-1'`` and its ``bn``.
 """
 import math
+import re
 from typing import List, Optional, Tuple
 
 import torch
@@ -143,6 +144,11 @@ def bn_before_feature(model: nn.Module,
         raise ValueError(
             f'{role} feature {spec!r}: {where}, so no BN precedes the '
             f'feature and there is no margin. {hint}')
+    if (kind == 'output' and type(module).__name__ in LINEAR_BOTTLENECKS
+            and _last_bn(module) is not None):
+        # ends with a BN (plus identity), no activation after it
+        bn = _last_bn(module)
+        return f'{path}.{bn}', module.get_submodule(bn)
     raise ValueError(
         f'{role} feature {spec!r} ({type(module).__name__} {kind}) is not '
         f'the output of a BatchNorm, so no BN precedes it. {hint}')
@@ -153,18 +159,68 @@ def _last_activation(block: nn.Module) -> Optional[str]:
     return names[-1] if names else None
 
 
-def _stages(backbone: nn.Module) -> List[Tuple[str, nn.Module]]:
-    """``(relative path, module)`` of each stage of a known backbone."""
+#: Backbones whose stages :func:`backbone_stages` knows, for messages.
+KNOWN_BACKBONES = (
+    'ResNet / ResNetV1c / ResNetV1d / ResNet_CIFAR / ResNeXt / RegNet '
+    '(mmpretrain, mmdet, mmseg; any depth), MobileNetV2 (mmpretrain), '
+    'mmkd_channel.MobileNetV1, and backbones with a `stages` ModuleList '
+    '(ConvNeXt, Swin)')
+
+
+def _mobilenet_v2_stages(backbone: nn.Module) -> List[Tuple[str, nn.Module]]:
+    """mmpretrain MobileNetV2: the last layer of each stride (2 .. 32)."""
+    strides = [s for _, _, _, s in backbone.arch_settings]
+    stages = []
+    for i, name in enumerate(backbone.layers):
+        last_of_stride = i + 1 == len(strides) or strides[i + 1] > 1
+        if last_of_stride:
+            stages.append((name, getattr(backbone, name)))
+    return stages
+
+
+def backbone_stages(backbone: nn.Module) -> List[Tuple[str, nn.Module]]:
+    """``(relative path, module)`` of each stage of a known backbone.
+
+    Stages are ordered from the input; counting from the end
+    (``stage=-1`` is the deepest) pairs different families: ResNets have 4
+    stages (strides 4 .. 32), MobileNetV1 and MobileNetV2 5 (strides 2 ..
+    32), so their stages ``-4 .. -1`` are at strides 4, 8, 16, 32.
+
+    Raises:
+        ValueError: naming the backbone type and the known families.
+    """
+    name = type(backbone).__name__
     if hasattr(backbone, 'res_layers'):  # mmpretrain / mmdet / mmseg ResNet
         return [(n, getattr(backbone, n)) for n in backbone.res_layers]
     stage_ends = getattr(backbone, 'stage_ends', None)
     layers = getattr(backbone, 'layers', None)
     if stage_ends is not None and layers is not None:  # MobileNetV1
         return [(f'layers.{i}', layers[i]) for i in stage_ends]
+    if name == 'MobileNetV2' and hasattr(backbone, 'arch_settings'):
+        return _mobilenet_v2_stages(backbone)
+    stages = getattr(backbone, 'stages', None)
+    if isinstance(stages, nn.ModuleList) and len(stages):  # ConvNeXt, Swin
+        return [(f'stages.{i}', m) for i, m in enumerate(stages)]
     raise ValueError(
-        f'ofd_stage_paths does not know the stages of '
-        f'{type(backbone).__name__}; give the pre-ReLU paths in the config '
-        "directly (e.g. 'backbone.layer4.2.relu:input#-1').")
+        f'mmkd_channel does not know the stages of the backbone {name} '
+        f'(known: {KNOWN_BACKBONES}); give the module path in the config '
+        "directly, e.g. 'backbone.layer4' (print(model) lists the paths).")
+
+
+#: Blocks that end with a BN and no activation (their output is the
+#: pre-activation feature).
+LINEAR_BOTTLENECKS = ('InvertedResidual', )
+
+
+def _last_bn(module: nn.Module) -> Optional[str]:
+    """The last BN of ``module`` if no activation is registered after it."""
+    last = None
+    for n, m in module.named_modules():
+        if isinstance(m, _BatchNorm):
+            last = n
+        elif n and _is_activation(m):
+            last = None
+    return last
 
 
 def ofd_stage_paths(model: nn.Module,
@@ -173,9 +229,10 @@ def ofd_stage_paths(model: nn.Module,
     """Pre-ReLU feature path and BN path at the end of ``stage``.
 
     Works for the ResNets of mmpretrain, mmdet and mmseg (any depth,
-    ``ResNetV1c``/``ResNet_CIFAR`` included) and for this project's
-    ``MobileNetV1`` (its ``stage_ends``: 5 stages, the first at
-    stride 2).
+    ``ResNetV1c``/``ResNetV1d``/``ResNet_CIFAR`` included), this project's
+    ``MobileNetV1`` (its ``stage_ends``: 5 stages, the first at stride 2)
+    and mmpretrain's ``MobileNetV2`` (5 stages at strides 2 .. 32; its
+    blocks end with a linear BN, so the feature is the block output).
 
     Args:
         model (nn.Module): The host model (or a bare backbone with
@@ -187,29 +244,78 @@ def ofd_stage_paths(model: nn.Module,
         tuple[str, str]: ``(feature path, BN path)``, e.g.
         ``('backbone.layer4.2.relu:input#-1', 'backbone.layer4.2.bn3')``.
 
+    Raises:
+        ValueError: for a backbone whose stages are not known, or without
+            a BN at the end of the stage.
+
     Examples:
         >>> from mmpretrain.models import ResNet
         >>> ofd_stage_paths(ResNet(18), -1, backbone='')
         ('layer4.1.relu:input#-1', 'layer4.1.bn2')
     """
     bb = get_submodule(model, backbone, 'model', key='backbone path')
-    stages = _stages(bb)
+    stages = backbone_stages(bb)
     if not -len(stages) <= stage < len(stages):
         raise IndexError(f'stage {stage} out of range: '
                          f'{type(bb).__name__} has {len(stages)} stages')
     stage_path, stage_module = stages[stage]
+    prefix = f'{backbone}.' if backbone else ''
     children = list(stage_module.named_children())
-    if isinstance(stage_module, (nn.Sequential, nn.ModuleList)) and (
-            children and _last_activation(children[-1][1])):
-        stage_path = f'{stage_path}.{children[-1][0]}'
-        stage_module = children[-1][1]
+    if isinstance(stage_module, (nn.Sequential, nn.ModuleList)) and children:
+        last_path = f'{stage_path}.{children[-1][0]}'
+        if type(children[-1][1]).__name__ in LINEAR_BOTTLENECKS:
+            feat = f'{prefix}{last_path}'
+            return feat, bn_before_feature(model, feat, 'model')[0]
+        if _last_activation(children[-1][1]):
+            stage_path, stage_module = last_path, children[-1][1]
     act = _last_activation(stage_module)
     if act is None:
-        raise ValueError(f'no activation in {backbone}.{stage_path}; give '
-                         'the pre-ReLU path in the config directly.')
-    prefix = f'{backbone}.' if backbone else ''
+        raise ValueError(f'no activation in {prefix}{stage_path} of '
+                         f'{type(bb).__name__}; OFD needs a BN followed by '
+                         'an activation: give the pre-ReLU path in the '
+                         'config directly.')
     feat = f'{prefix}{stage_path}.{act}:input#-1'
     return feat, bn_before_feature(model, feat, 'model')[0]
+
+
+_STAGE_SPEC = re.compile(r'(?:(.*)\.)?(stage|ofd_stage)\((-?\d+)\)')
+
+
+def resolve_stage_path(model: nn.Module, spec: str) -> str:
+    """Turn ``'backbone.stage(-1)'`` / ``'backbone.ofd_stage(-1)'`` into a
+    module path of ``model``; other paths are returned unchanged.
+
+    * ``<backbone>.stage(i)``: the output of stage ``i`` of the backbone
+      (``layer4`` of a ResNet, ``stages.3`` of a ConvNeXt, see
+      :func:`backbone_stages`); negative ``i`` counts from the deepest.
+    * ``<backbone>.ofd_stage(i)``: the pre-ReLU feature at the end of
+      stage ``i`` (:func:`ofd_stage_paths`).
+
+    Presets use these so that one preset fits every depth and family.
+
+    Examples:
+        >>> from torch import nn
+        >>> from mmpretrain.models import ResNet
+        >>> model = nn.Module()
+        >>> model.backbone = ResNet(18)
+        >>> resolve_stage_path(model, 'backbone.stage(-1)')
+        'backbone.layer4'
+        >>> resolve_stage_path(model, 'backbone.ofd_stage(0)')
+        'backbone.layer1.1.relu:input#-1'
+    """
+    m = _STAGE_SPEC.fullmatch(spec) if isinstance(spec, str) else None
+    if m is None:
+        return spec
+    backbone, kind, index = m.group(1) or '', m.group(2), int(m.group(3))
+    if kind == 'ofd_stage':
+        return ofd_stage_paths(model, index, backbone)[0]
+    bb = get_submodule(model, backbone, 'model', key='backbone path')
+    stages = backbone_stages(bb)
+    if not -len(stages) <= index < len(stages):
+        raise IndexError(f'stage({index}) out of range: '
+                         f'{type(bb).__name__} has {len(stages)} stages')
+    prefix = f'{backbone}.' if backbone else ''
+    return prefix + stages[index][0]
 
 
 def ofd_stage_weights(num_stages: int) -> List[float]:
@@ -224,5 +330,5 @@ def ofd_stage_weights(num_stages: int) -> List[float]:
 
 __all__ = [
     'ofd_margin_from_bn', 'bn_before_feature', 'ofd_stage_paths',
-    'ofd_stage_weights'
+    'ofd_stage_weights', 'backbone_stages', 'resolve_stage_path'
 ]

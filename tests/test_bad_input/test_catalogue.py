@@ -194,18 +194,18 @@ def test_catalogue_size():
 
 
 def test_preset_on_a_host_model_it_does_not_fit():
-    """The FPN preset (256-channel FPN levels at ``neck``) on an mmpretrain
-    classifier, whose ``neck`` is global average pooling (512-d)."""
+    """The FPN preset (FPN levels at ``neck``) on an mmpretrain classifier,
+    whose ``neck`` is global average pooling (512-d vectors)."""
     preset = Config.fromfile(
         osp.join(REPO, 'configs/_base_/distill/cwt_fpn.py'))
     cfg = distiller_cfg(
         student='mmpretrain::resnet/resnet18_8xb32_in1k.py',
         teacher='mmpretrain::resnet/resnet18_8xb32_in1k.py',
         distill=preset.distill.to_dict(),
-        check_input_shape=(1, 3, 32, 32))
-    msg = build_error(cfg, ValueError, "distill['fpn']", 'in_channels=256',
-                      "student feature 'neck' has 512 channels")
-    assert re.search(r'\(1, 512\)', msg)
+        check_input_shape=(1, 3, 64, 64))
+    msg = build_error(cfg, ValueError, "distill['fpn']", 'is pooled (N, C)',
+                      "student='backbone.layer4'", "teacher='backbone.layer4'")
+    assert re.search(r"student 'neck' \[\(1, 512\)\]", msg)
 
 
 def test_wrong_python_module_in_custom_imports(tmp_path):

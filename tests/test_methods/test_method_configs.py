@@ -19,7 +19,9 @@ def build(path):
     model = cfg.model.to_dict()
     model.pop('type')
     model['teacher_ckpt'] = None
-    model['data_preprocessor'] = dict(type='mmpretrain.ClsDataPreprocessor')
+    # as the Runner does: the top-level preprocessor (no type) goes to the
+    # model dict, and the distiller hands it to the student
+    model['data_preprocessor'] = cfg.data_preprocessor.to_dict()
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         return FeatureDistiller(**model)
 

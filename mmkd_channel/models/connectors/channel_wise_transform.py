@@ -4,10 +4,11 @@ from typing import Optional
 from torch import Tensor, nn
 
 from mmkd_channel.registry import MODELS
+from .base import ChannelConnector, Channels
 
 
 @MODELS.register_module()
-class ChannelWiseTransform(nn.Module):
+class ChannelWiseTransform(ChannelConnector):
     """``W2(ReLU(W1(x)))`` with 1x1 convolutions: an MLP over channels.
 
     From "A Simple and Generic Framework for Feature Distillation via
@@ -18,8 +19,10 @@ class ChannelWiseTransform(nn.Module):
     they are arguments.
 
     Args:
-        in_channels (int): Channels of the student feature (Cs).
-        out_channels (int): Channels of the teacher feature (Ct).
+        in_channels (int | str, optional): Channels of the student feature
+            (Cs). Omitted or ``'auto'``: filled in by the distiller.
+        out_channels (int | str, optional): Channels of the teacher feature
+            (Ct). Omitted or ``'auto'``: filled in by the distiller.
         hidden_channels (int, optional): Width of the hidden layer.
             Defaults to ``out_channels``.
         bias (bool): Whether the 1x1 convolutions have a bias.
@@ -30,33 +33,41 @@ class ChannelWiseTransform(nn.Module):
         >>> cwt = ChannelWiseTransform(in_channels=8, out_channels=16)
         >>> cwt(torch.rand(2, 8, 5, 7)).shape
         torch.Size([2, 16, 5, 7])
+        >>> cwt = ChannelWiseTransform()  # widths from the distiller
+        >>> cwt.build(8, 16)
+        >>> cwt.mlp[2].weight.shape
+        torch.Size([16, 16, 1, 1])
     """
 
     def __init__(self,
-                 in_channels: int,
-                 out_channels: int,
+                 in_channels: Channels = None,
+                 out_channels: Channels = None,
                  hidden_channels: Optional[int] = None,
                  bias: bool = True) -> None:
-        super().__init__()
-        for name, value in (('in_channels', in_channels),
-                            ('out_channels', out_channels), ('hidden_channels',
-                                                             hidden_channels)):
-            if value is not None and (not isinstance(value, int)
-                                      or value <= 0):
-                raise ValueError(f'ChannelWiseTransform: {name} must be a '
-                                 f'positive int, got {value!r}')
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.hidden_channels = hidden_channels or out_channels
+        super().__init__(in_channels, out_channels)
+        if hidden_channels is not None and (type(hidden_channels) is not int
+                                            or hidden_channels <= 0):
+            raise ValueError('ChannelWiseTransform: hidden_channels must be '
+                             f'a positive int, got {hidden_channels!r}')
+        self._hidden = hidden_channels
+        self.bias = bias
+        self.mlp: Optional[nn.Sequential] = None
+        self.maybe_build()
+
+    @property
+    def hidden_channels(self) -> Optional[int]:
+        """Hidden width: the given one, else ``out_channels``."""
+        return self._hidden or self.out_channels
+
+    def build_layers(self) -> None:
         self.mlp = nn.Sequential(
-            nn.Conv2d(in_channels, self.hidden_channels, 1, bias=bias),
+            nn.Conv2d(
+                self.in_channels, self.hidden_channels, 1, bias=self.bias),
             nn.ReLU(inplace=True),
-            nn.Conv2d(self.hidden_channels, out_channels, 1, bias=bias))
+            nn.Conv2d(
+                self.hidden_channels, self.out_channels, 1, bias=self.bias))
 
     def forward(self, feat: Tensor) -> Tensor:
         """Map (N, Cs, H, W) to (N, Ct, H, W)."""
-        if feat.dim() != 4 or feat.shape[1] != self.in_channels:
-            raise ValueError(
-                f'ChannelWiseTransform expects (N, {self.in_channels}, H, W) '
-                f'features, got shape {tuple(feat.shape)}')
+        self.check_input(feat)
         return self.mlp(feat)

@@ -2,10 +2,11 @@
 from torch import Tensor, nn
 
 from mmkd_channel.registry import MODELS
+from .base import ChannelConnector, Channels
 
 
 @MODELS.register_module()
-class ConvBNConnector(nn.Module):
+class ConvBNConnector(ChannelConnector):
     """``BN(Conv1x1(x))``: maps the student's ``Cs`` channels to ``Ct``.
 
     The student-side transform of OFD (Heo et al., "A Comprehensive
@@ -16,8 +17,10 @@ class ConvBNConnector(nn.Module):
     CWD or KD-style losses when the channel counts differ.
 
     Args:
-        in_channels (int): Channels of the student feature (Cs).
-        out_channels (int): Channels of the teacher feature (Ct).
+        in_channels (int | str, optional): Channels of the student feature
+            (Cs). Omitted or ``'auto'``: filled in by the distiller.
+        out_channels (int | str, optional): Channels of the teacher feature
+            (Ct). Omitted or ``'auto'``: filled in by the distiller.
 
     Examples:
         >>> import torch
@@ -26,17 +29,16 @@ class ConvBNConnector(nn.Module):
         torch.Size([2, 256, 7, 5])
     """
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__()
-        channels = dict(in_channels=in_channels, out_channels=out_channels)
-        for name, value in channels.items():
-            if type(value) is not int or value <= 0:
-                raise ValueError(f'ConvBNConnector: {name} must be a '
-                                 f'positive int, got {value!r}')
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.conv = nn.Conv2d(in_channels, out_channels, 1, bias=False)
-        self.bn = nn.BatchNorm2d(out_channels)
+    def __init__(self,
+                 in_channels: Channels = None,
+                 out_channels: Channels = None) -> None:
+        super().__init__(in_channels, out_channels)
+        self.maybe_build()
+
+    def build_layers(self) -> None:
+        self.conv = nn.Conv2d(
+            self.in_channels, self.out_channels, 1, bias=False)
+        self.bn = nn.BatchNorm2d(self.out_channels)
         nn.init.kaiming_normal_(
             self.conv.weight, mode='fan_out', nonlinearity='relu')
         nn.init.ones_(self.bn.weight)
@@ -44,8 +46,5 @@ class ConvBNConnector(nn.Module):
 
     def forward(self, feat: Tensor) -> Tensor:
         """Map (N, Cs, H, W) to (N, Ct, H, W)."""
-        if feat.dim() != 4 or feat.shape[1] != self.in_channels:
-            raise ValueError(
-                f'ConvBNConnector expects (N, {self.in_channels}, H, W) '
-                f'features, got shape {tuple(feat.shape)}')
+        self.check_input(feat)
         return self.bn(self.conv(feat))

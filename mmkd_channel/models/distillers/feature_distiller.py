@@ -12,29 +12,54 @@ from torch import Tensor, nn
 from mmkd_channel.registry import MODELS
 from mmkd_channel.utils.checkpoint import load_teacher_checkpoint
 from mmkd_channel.utils.mim import resolve_config_path
+from ..connectors.base import ChannelConnector
 from ..losses.base import as_tensor_list
-from .recorder import FeatureRecorder
+from .build_context import (DEFAULT_CHECK_SIDE, current_config,
+                            input_size_from_config, min_input_side,
+                            resolve_distill, resolve_local_path)
+from .loss_scale import LossScaleMonitor
+from .pair_check import (DistillCheckError, connectors_of, is_pooled,
+                         is_spatial, last_spatial_module, shapes,
+                         unwrap_single)
+from .preprocess import TeacherInputRemap
+from .recorder import FeatureRecorder, get_submodule, parse_path
 from .teacher_precision import TeacherPrecision
 
 ModelCfg = Union[str, dict, ConfigDict]
 
 
-def build_host_model(cfg: ModelCfg, role: str) -> nn.Module:
+def build_host_model(cfg: ModelCfg,
+                     role: str,
+                     data_preprocessor: Optional[dict] = None,
+                     context: Optional[Config] = None) -> nn.Module:
     """Build an mmdet / mmseg / mmpretrain model from a dict or config path.
 
     Args:
         cfg (str | dict): A model dict (``type`` in the host's scope, or with
             ``_scope_``), or the path of a host config file, local or in the
             ``mmdet::faster_rcnn/...py`` form; its ``model`` is built in its
-            ``default_scope``.
+            ``default_scope``, with the file's top-level
+            ``data_preprocessor`` when the model dict has none (mmpretrain
+            keeps it there). A relative path is looked up in the folder of
+            the config being built (``context``), then in the working
+            directory.
         role (str): ``'student'`` or ``'teacher'`` (for messages).
+        data_preprocessor (dict, optional): Used when the model dict has
+            no ``data_preprocessor`` of its own.
+        context (Config, optional): The config being built, for relative
+            paths.
     """
+    top_dp = data_preprocessor
     if isinstance(cfg, str):
         path = cfg
         try:
-            full_path = resolve_config_path(path)
+            full_path = resolve_config_path(
+                resolve_local_path(path, role, context))
         except FileNotFoundError as e:
-            raise FileNotFoundError(f'{role}: config {e}') from None
+            msg = str(e)
+            raise FileNotFoundError(
+                msg if msg.startswith(role) else f'{role}: config {msg}'
+            ) from None
         if not osp.isfile(full_path):
             raise FileNotFoundError(
                 f'{role}: config file {path!r} does not exist. Give a local '
@@ -45,6 +70,8 @@ def build_host_model(cfg: ModelCfg, role: str) -> nn.Module:
         cfg = copy.deepcopy(host_cfg.model)
         if host_cfg.get('default_scope') and '_scope_' not in cfg:
             cfg['_scope_'] = host_cfg.default_scope
+        if isinstance(host_cfg.get('data_preprocessor'), dict):
+            top_dp = host_cfg.data_preprocessor
     elif isinstance(cfg, dict):
         cfg = copy.deepcopy(cfg)
     else:
@@ -52,6 +79,8 @@ def build_host_model(cfg: ModelCfg, role: str) -> nn.Module:
                         f'{type(cfg).__name__}')
     if 'type' not in cfg:
         raise KeyError(f'{role}: the model dict has no `type`.')
+    if isinstance(top_dp, dict) and cfg.get('data_preprocessor') is None:
+        cfg['data_preprocessor'] = copy.deepcopy(top_dp)
     return MODELS.build(cfg)
 
 
@@ -118,20 +147,23 @@ class _Pair(nn.Module):
             raise ValueError('a list of connectors needs a tuple of features')
         return connector(feat)
 
+    def unbuilt(self) -> List[Tuple[str, ChannelConnector]]:
+        """``(key, connector)`` of the connectors still missing widths."""
+        return [(key, c) for key in ('connector', 'teacher_connector')
+                for c in connectors_of(getattr(self, key))
+                if isinstance(c, ChannelConnector) and not c.is_built]
+
     def forward(self,
                 student_feat,
                 teacher_feat,
                 data_samples: Optional[list] = None) -> Tensor:
-        # issue 4: losses whose forward names `data_samples` (SAKD) also get
-        # the batch's data samples; every other loss is called as before.
+        # Losses whose forward names `data_samples` (SAKD) also get the
+        # batch's data samples; every other loss gets the two features.
         from ..losses.loss_inputs import call_loss
+        student_feat, teacher_feat = unwrap_single(student_feat, teacher_feat)
         s = self._connect(self.connector, student_feat)
         t = self._connect(self.teacher_connector, teacher_feat)
         return call_loss(self.loss, s, t, data_samples)
-
-
-def _shapes(feat) -> list:
-    return [tuple(f.shape) for f in as_tensor_list(feat)]
 
 
 @MODELS.register_module()
@@ -145,26 +177,49 @@ class FeatureDistiller(BaseModel):
     recorded with forward hooks at dotted module paths; ``predict`` and
     ``tensor`` modes run the student alone.
 
+    When it is built, the distiller runs both models once on a dummy input
+    (its size from the config's data pipeline, see ``check_input_shape``)
+    and
+
+    * fills the ``in_channels`` / ``out_channels`` connectors left out or
+      ``'auto'`` (student channels in, teacher channels out), so presets
+      carry no widths and the optimizer sees ordinary parameters;
+    * checks every pair and raises one error listing every problem with
+      its fix.
+
+    Attributes the distiller does not define are looked up on the student,
+    so host hooks that reach into ``runner.model`` (``model.bbox_head``,
+    ``model.head``, ...) work on the distiller as on the student.
+
     Args:
         student (dict | str): Student model dict (usually ``_base_.model``
             of the host config) or host config path.
         teacher (dict | str): Teacher model dict or host config path, e.g.
-            ``'mmdet::faster_rcnn/faster-rcnn_r101_fpn_2x_coco.py'``.
+            ``'mmdet::faster_rcnn/faster-rcnn_r101_fpn_2x_coco.py'``. A
+            relative path is taken from the config file's folder.
         teacher_ckpt (str, optional): Teacher checkpoint, local path or URL,
             loaded with ``torch.load(weights_only=True)`` and an allowlist.
             ``None`` keeps a randomly initialised teacher (tests only).
         distill (dict): ``name -> dict(student=PATH, teacher=PATH,
             connector=CFG, teacher_connector=CFG, loss=CFG)``. ``teacher``
             defaults to the student path. ``connector`` may be a list, one
-            per feature level. Each term is returned as
-            ``loss_distill_<name>``.
+            per feature level. A path may be ``'backbone.stage(i)'`` (the
+            output of stage ``i``) or ``'backbone.ofd_stage(i)'`` (OFD's
+            pre-ReLU feature), resolved per model. Each term is returned as
+            ``loss_distill_<name>``. A top-level ``distill`` of the config
+            that overrides a preset field is applied (see
+            :func:`~.build_context.resolve_distill`).
         truncate_teacher (bool): Stop the teacher's forward pass once all
             recorded teacher modules produced their outputs. Default True.
-        check_input_shape (tuple, optional): Shape of a dummy input used to
-            check, when the distiller is built, that every distilled pair
-            fits (module paths, channels, spatial sizes). ``None`` skips
-            the check (it then happens at the first training step).
-        data_preprocessor (dict, optional): Defaults to the student's.
+        check_input_shape (tuple | str, optional): Shape ``(N, 3, H, W)``
+            of the dummy input of the build-time check. ``'auto'`` (the
+            default): the crop / resize size of the config's pipeline
+            (longest side at most 512), at least one attention window at
+            stride 32 for Swin-like backbones, else 64 x 64. ``None`` skips
+            the check (then connectors need explicit widths).
+        data_preprocessor (dict, optional): Defaults to the student's. A
+            dict without ``type`` (mmpretrain's top-level one) configures
+            the student's own preprocessor.
         teacher_trainable (bool): Must be False (the default): the teacher
             is frozen. True raises ``NotImplementedError``.
         teacher_dtype (str): ``'fp32'`` (default), ``'bf16'``, ``'fp16'``
@@ -187,7 +242,7 @@ class FeatureDistiller(BaseModel):
         ...     distill=_base_.distill)  # a preset, e.g. CWT on FPN levels
     """
 
-    # issue 5: switched by the hooks of mmkd_channel.engine
+    # Switched by the hooks of mmkd_channel.engine:
     #: False once ``DistillStopHook`` stopped distillation.
     distill_enabled: bool = True
     #: A NaN / inf loss: ``'raise'`` (default), ``'skip'`` the step
@@ -204,27 +259,32 @@ class FeatureDistiller(BaseModel):
                  teacher_ckpt: Optional[str] = None,
                  distill: Optional[dict] = None,
                  truncate_teacher: bool = True,
-                 check_input_shape: Optional[Sequence[int]] = (1, 3, 64, 64),
+                 check_input_shape: Union[Sequence[int], str, None] = 'auto',
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None,
                  teacher_trainable: bool = False,
                  teacher_dtype: str = 'fp32',
                  teacher_channels_last: bool = False) -> None:
-        if teacher_trainable:  # issue 5
+        if teacher_trainable:
             raise NotImplementedError(
                 'FeatureDistiller: teacher_trainable=True is not supported; '
                 'the teacher is frozen (no grad, eval mode, out of the '
                 'optimizer and checkpoints). Set teacher_trainable=False.')
-        specs = self._normalise_distill(distill)
+        context = current_config()
         precision = TeacherPrecision(teacher_dtype, teacher_channels_last)
-        student_model = build_host_model(student, 'student')
-        if data_preprocessor is None:
+        specs = self._normalise_distill(resolve_distill(distill, context))
+        untyped_dp = (
+            data_preprocessor if isinstance(data_preprocessor, dict)
+            and 'type' not in data_preprocessor else None)
+        student_model = build_host_model(student, 'student', untyped_dp,
+                                         context)
+        if data_preprocessor is None or untyped_dp is not None:
             data_preprocessor = getattr(student_model, 'data_preprocessor',
                                         None)
         super().__init__(
             data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.student = student_model
-        teacher_model = build_host_model(teacher, 'teacher')
+        teacher_model = build_host_model(teacher, 'teacher', None, context)
         if teacher_ckpt is not None:
             load_teacher_checkpoint(teacher_model, teacher_ckpt)
         else:
@@ -237,25 +297,77 @@ class FeatureDistiller(BaseModel):
         object.__setattr__(self, 'teacher', teacher_model)
         self.teacher_ckpt = teacher_ckpt
         self.truncate_teacher = truncate_teacher
+        self.teacher_precision = precision
+        self.teacher_input = TeacherInputRemap.between(
+            self.data_preprocessor,
+            getattr(teacher_model, 'data_preprocessor', None))
+        self.loss_scale = LossScaleMonitor()
+        self._checked = False
+        self._check_skipped: Optional[str] = None
 
+        rng_at_pairs = torch.get_rng_state()
         self.distill_pairs = nn.ModuleDict({
             name: _Pair(name, **spec)
             for name, spec in specs.items()
         })
-        self.student_recorder = FeatureRecorder(
-            self.student,
-            [p.student_path for p in self.distill_pairs.values()], 'student')
-        self.teacher_recorder = FeatureRecorder(
-            self.teacher,
-            [p.teacher_path for p in self.distill_pairs.values()], 'teacher')
-        self._bind_connectors()
-        self.teacher_precision = precision
+        # Connectors whose widths come from the dry run are created after
+        # it, from the random state they would have been created with here
+        # (when no other pair module drew from it): the same model as with
+        # the widths written in the config.
+        self._rng_at_pairs = (None if any(
+            True for _ in self.distill_pairs.parameters()) else rng_at_pairs)
+        problems = self._resolve_paths()
+        self.student_recorder = FeatureRecorder(self.student,
+                                                self._valid_paths('student'),
+                                                'student')
+        self.teacher_recorder = FeatureRecorder(self.teacher,
+                                                self._valid_paths('teacher'),
+                                                'teacher')
+        problems += self._bind_connectors()
+        shape, source = self._check_shape(check_input_shape, context)
+        # after the checkpoint and the connectors' binding (OFD reads the
+        # teacher's BNs), before the check runs the teacher in its dtype
         precision.convert(
             self.teacher,
-            *self._teacher_trace(check_input_shape or (1, 3, 64, 64)))
-        self._checked = False
-        if check_input_shape is not None:
-            self._dry_run(tuple(check_input_shape))
+            *self._teacher_trace(
+                shape or (1, 3, DEFAULT_CHECK_SIDE, DEFAULT_CHECK_SIDE)))
+        if shape is not None:
+            problems += self._dry_run(shape, source)
+            # Earlier versions drew the dummy input from the global random
+            # generator; drawing as much keeps seeded runs identical.
+            legacy = (
+                tuple(check_input_shape)
+                if not isinstance(check_input_shape, str) else
+                (1, 3, DEFAULT_CHECK_SIDE, DEFAULT_CHECK_SIDE))
+            torch.rand(*legacy)
+        problems += self._unbuilt_problems(shape, source)
+        self._dummy_inputs = None
+        self._raise(problems, shape, source)
+
+    # ------------------------------------------------------------------ #
+    # the host sees through the distiller
+    def __getattr__(self, name: str):
+        """Attributes the distiller does not have come from the student.
+
+        ``nn.Module.__getattr__`` first finds parameters, buffers and
+        submodules of the distiller; only then is the student asked, so
+        ``model.bbox_head`` (YOLOX's mode switch hook) or ``model.head``
+        (mmpretrain's hooks) reach the student.
+        """
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            modules = self.__dict__.get('_modules') or {}
+            student = modules.get('student')
+            if student is None or name.startswith('__'):
+                raise
+        try:
+            return getattr(student, name)
+        except AttributeError:
+            raise AttributeError(
+                f"'{type(self).__name__}' object has no attribute "
+                f"'{name}', and neither has its student "
+                f'({type(student).__name__})') from None
 
     # ------------------------------------------------------------------ #
     # construction helpers
@@ -303,43 +415,117 @@ class FeatureDistiller(BaseModel):
             specs[str(name)] = spec
         return specs
 
-    def _bind_connectors(self) -> None:
-        """Let connectors that need the models see them (e.g. OFD margins)."""
+    def _resolve_paths(self) -> List[str]:
+        """Resolve ``stage(i)`` paths; collect paths that do not exist."""
+        from ..ofd import resolve_stage_path  # ofd imports the recorder
+        problems = []
+        self._bad_paths = set()
         for pair in self.distill_pairs.values():
+            for role, model in (('student', self.student), ('teacher',
+                                                            self.teacher)):
+                key = f'{role}_path'
+                spec = getattr(pair, key)
+                try:
+                    spec = resolve_stage_path(model, spec)
+                    setattr(pair, key, spec)
+                    get_submodule(model,
+                                  parse_path(spec)[0], role,
+                                  f'{role} module path')
+                except (KeyError, ValueError, IndexError) as e:
+                    self._bad_paths.add((pair.name, role))
+                    msg = str(e.args[0]) if e.args else str(e)
+                    if f'{role} module path' not in msg:
+                        msg = f'{role} module path {spec!r}: {msg}'
+                    problems.append(f"distill['{pair.name}']: {msg}")
+        return problems
+
+    def _has_bad_path(self, pair: _Pair) -> bool:
+        return any((pair.name, role) in self._bad_paths
+                   for role in ('student', 'teacher'))
+
+    def _valid_paths(self, role: str) -> List[str]:
+        return [
+            getattr(p, f'{role}_path') for p in self.distill_pairs.values()
+            if (p.name, role) not in self._bad_paths
+        ]
+
+    def _bind_connectors(self) -> List[str]:
+        """Let connectors that need the models see them (e.g. OFD margins)."""
+        problems = []
+        for pair in self.distill_pairs.values():
+            if self._has_bad_path(pair):
+                continue
             for key in ('connector', 'teacher_connector'):
-                conn = getattr(pair, key)
-                mods = conn if isinstance(conn, nn.ModuleList) else [conn]
-                for m in mods:
-                    if m is not None and hasattr(m, 'bind'):
+                for m in connectors_of(getattr(pair, key)):
+                    if not hasattr(m, 'bind'):
+                        continue
+                    try:
                         m.bind(
                             student=self.student,
                             teacher=self.teacher,
                             student_path=pair.student_path,
                             teacher_path=pair.teacher_path,
                             name=pair.name)
+                    except (KeyError, ValueError) as e:
+                        problems.append(str(e.args[0]) if e.args else str(e))
+        return problems
 
-    def _dry_run(self, shape: Tuple[int, ...]) -> None:
-        """Run both models on a dummy input and check every pair fits."""
+    def _check_shape(self, check_input_shape, context):
+        """``(shape, where it came from)`` of the dummy input, or None."""
+        if check_input_shape is None:
+            return None, 'check_input_shape=None'
+        if not isinstance(check_input_shape, str):
+            return tuple(check_input_shape), 'check_input_shape'
+        if check_input_shape != 'auto':
+            raise ValueError(
+                "FeatureDistiller: check_input_shape must be 'auto', None "
+                f'or a shape (1, 3, H, W), got {check_input_shape!r}')
+        found = input_size_from_config(context)
+        (h, w), source = found or ((DEFAULT_CHECK_SIDE, DEFAULT_CHECK_SIDE),
+                                   'default size')
+        side = min_input_side(self.student, self.teacher)
+        if min(h, w) < side:
+            scale = side / min(h, w)
+            h, w = (32 * -(-int(v * scale) // 32) for v in (h, w))
+            source += f', enlarged to one attention window ({side} px)'
+        return (1, 3, h, w), source
+
+    def _run_models(self, inputs: Tensor) -> Tuple[dict, dict]:
+        """Record both models' features on ``inputs`` (eval, no grad)."""
+        with torch.no_grad(), \
+                self.student_recorder.record(stop_after={}) as s_out:
+            self.student(inputs, None, mode='tensor')
+        return s_out, self._run_teacher(inputs, None, {})
+
+    def _dry_run(self, shape: Tuple[int, ...], source: str = '') -> list:
+        """Run both models on a dummy input, fill connector widths and
+        check every pair; return the problems found."""
         was_training = self.training
         self.eval()
-        inputs = torch.rand(*shape)
+        g = torch.Generator().manual_seed(0)
+        inputs = torch.rand(*shape, generator=g)
+        self._dummy_inputs = inputs
         try:
-            with torch.no_grad(), \
-                    self.student_recorder.record(stop_after={}) as s_out:
-                self.student(inputs, None, mode='tensor')
-            feats = [s_out, self._run_teacher(inputs, None, {})]
+            s_out, t_out = self._run_models(inputs)
         except Exception as e:  # host model needs real data samples
             self.train(was_training)
-            MMLogger.get_current_instance().info(
-                'FeatureDistiller: no build-time check on a dummy input '
-                f'({type(e).__name__}: {e}); pairs are checked at the first '
-                'training step.')
-            return
+            self._check_skipped = (
+                f'the models did not run on a dummy input of shape {shape} '
+                f'({source}): {type(e).__name__}: {e}')
+            MMLogger.get_current_instance().warning(
+                'FeatureDistiller: no build-time check of the distilled '
+                f'pairs: {self._check_skipped}. The pairs are checked at the '
+                'first training step instead. To check them now, give '
+                'check_input_shape=(1, 3, H, W) with a size the models '
+                'accept (e.g. the training crop size).')
+            return []
         try:  # in eval mode: BN connectors must not learn from the dummy
+            problems = self._fill_channels(s_out, t_out)
             with torch.no_grad():
-                self._check_pairs(*feats)
+                problems += self._check_pairs(s_out, t_out, raise_now=False)
         finally:
             self.train(was_training)
+        return problems
 
     def _teacher_trace(self, shape: Sequence[int]) -> tuple:
         """A dummy teacher pass and the recorded paths, from which
@@ -359,46 +545,225 @@ class FeatureDistiller(BaseModel):
                        {p
                         for p, kind, _ in specs if kind == 'input'})
 
-    def _check_pairs(self, s_out: dict, t_out: dict) -> None:
+    def _fill_channels(self, s_out: dict, t_out: dict) -> List[str]:
+        """Build the connectors left ``'auto'`` from the recorded widths."""
+        todo = []
+        problems = []
         for pair in self.distill_pairs.values():
             sp, tp = pair.student_path, pair.teacher_path
-            where = f"distill['{pair.name}']"
-            for role, out, path in (('student', s_out, sp), ('teacher', t_out,
-                                                             tp)):
-                if path not in out:
-                    raise RuntimeError(
-                        f'{where}: the {role} module {path!r} was not called '
-                        'in the forward pass, so it has no feature to '
-                        'distill. Choose a module on the forward path.')
-            s, t = s_out[sp], t_out[tp]
-            desc = (f"{where}: student '{sp}' {_shapes(s)}, teacher "
-                    f"'{tp}' {_shapes(t)}")
-            conn = pair.connector
-            in_ch = getattr(conn, 'in_channels', None)
+            if not pair.unbuilt() or sp not in s_out or tp not in t_out:
+                continue
+            s, t = unwrap_single(s_out[sp], t_out[tp])
+            where = (f"distill['{pair.name}']: student '{sp}' {shapes(s)}, "
+                     f"teacher '{tp}' {shapes(t)}")
+            keys = {key for key, _ in pair.unbuilt()}
+            if 'teacher_connector' in keys:
+                problems.append(
+                    f'{where}: the teacher_connector needs explicit '
+                    'in_channels and out_channels (only the student-side '
+                    'connector maps student to teacher channels).')
+            if 'connector' not in keys:
+                continue
+            levels = self._levels(pair, s, self._teacher_side(pair, t))
+            if isinstance(levels, str):
+                problems.append(f'{where}: {levels}')
+                continue
+            for c, (cin, cout) in zip(connectors_of(pair.connector), levels):
+                if isinstance(c, ChannelConnector) and not c.is_built:
+                    todo.append((c, cin, cout, where))
+        if todo:
+            state = torch.get_rng_state()
+            if self._rng_at_pairs is not None:
+                torch.set_rng_state(self._rng_at_pairs)
+            try:
+                for c, cin, cout, where in todo:
+                    try:
+                        c.build(cin, cout)
+                        # new layers start in training mode; the check must
+                        # not move BN statistics with the dummy input
+                        c.train(self.training)
+                    except ValueError as e:
+                        problems.append(f'{where}: {e}')
+            finally:
+                if not problems:
+                    state = torch.get_rng_state()
+                torch.set_rng_state(state)
+        return problems
+
+    def _teacher_side(self, pair: _Pair, t):
+        """The teacher feature after its connector, when it can be run."""
+        try:
+            return pair._connect(pair.teacher_connector, t)
+        except Exception:
+            return t
+
+    @staticmethod
+    def _levels(pair: _Pair, s, t):
+        """``[(student channels, teacher channels)]`` per connector, or
+        the reason why the widths cannot be read."""
+        s_list, t_list = as_tensor_list(s), as_tensor_list(t)
+        conns = connectors_of(pair.connector)
+        if any(f.dim() < 2 for f in s_list + t_list):
+            return 'a feature without a channel dimension'
+        if isinstance(pair.connector, nn.ModuleList):
+            if len(conns) != len(s_list) or len(conns) != len(t_list):
+                return (f'{len(conns)} connectors for {len(s_list)} student '
+                        f'and {len(t_list)} teacher feature levels; give one '
+                        'connector per level, or a single one shared by all')
+            return [(a.shape[1], b.shape[1]) for a, b in zip(s_list, t_list)]
+        s_ch = {f.shape[1] for f in s_list}
+        t_ch = {f.shape[1] for f in t_list}
+        if len(s_ch) != 1 or len(t_ch) != 1:
+            return ('the feature levels have different channel counts '
+                    f'(student {sorted(s_ch)}, teacher {sorted(t_ch)}), so '
+                    'one shared connector cannot fit them all; give a list '
+                    'of connectors, one per level')
+        return [(s_ch.pop(), t_ch.pop())]
+
+    def _unbuilt_problems(self, shape, source) -> List[str]:
+        """Connectors that still miss widths (the check could not run)."""
+        problems = []
+        for pair in self.distill_pairs.values():
+            if self._has_bad_path(pair):
+                continue
+            for key, conn in pair.unbuilt():
+                if key == 'teacher_connector':
+                    continue  # reported by _fill_channels
+                why = (
+                    self._check_skipped
+                    or f'the build-time check is off ({source})')
+                if shape is not None and not self._check_skipped:
+                    continue  # reported with the pair's shapes
+                problems.append(
+                    f"distill['{pair.name}'].{key}: {type(conn).__name__} "
+                    'takes in_channels / out_channels from the build-time '
+                    f'dry run, which did not happen: {why}. Fix: give '
+                    'check_input_shape=(1, 3, H, W) that both models '
+                    'accept, or in_channels= and out_channels= in the '
+                    'connector.')
+        return problems
+
+    def _raise(self, problems: List[str], shape, source) -> None:
+        if not problems:
+            return
+        where = (f' (dry run on a {shape} input from {source})'
+                 if shape is not None and not self._check_skipped else '')
+        lines = '\n'.join(f'  {i + 1}. {p}' for i, p in enumerate(problems))
+        raise DistillCheckError(
+            f'FeatureDistiller: {len(problems)} problem(s) with `distill`'
+            f'{where}:\n{lines}')
+
+    def _check_pairs(self,
+                     s_out: dict,
+                     t_out: dict,
+                     raise_now: bool = True) -> List[str]:
+        """Check every pair on recorded features; collect every problem.
+
+        Args:
+            s_out (dict): Student features by path (a recorder's output).
+            t_out (dict): Teacher features by path.
+            raise_now (bool): Raise :class:`DistillCheckError` listing the
+                problems (the first training step); False returns them.
+        """
+        problems = []
+        for pair in self.distill_pairs.values():
+            if self._has_bad_path(pair):
+                continue
+            problems += self._check_pair(pair, s_out, t_out)
+        if not problems:
+            self._checked = True
+        elif raise_now:
+            self._raise(problems, None, '')
+        return problems
+
+    def _check_pair(self, pair: _Pair, s_out: dict, t_out: dict) -> list:
+        sp, tp = pair.student_path, pair.teacher_path
+        where = f"distill['{pair.name}']"
+        missing = [(role, path) for role, out, path in (('student', s_out, sp),
+                                                        ('teacher', t_out, tp))
+                   if path not in out]
+        if missing:
+            got = {
+                'student': shapes(s_out[sp]) if sp in s_out else 'no call',
+                'teacher': shapes(t_out[tp]) if tp in t_out else 'no call'
+            }
+            return [
+                f"{where}: student '{sp}' {got['student']}, teacher '{tp}' "
+                f"{got['teacher']}: the {role} module {path!r} was not "
+                'called in the forward pass, so it has no feature to '
+                'distill. Fix: choose a module on the forward path (before '
+                'the heads: the check runs the models without data '
+                'samples).' for role, path in missing
+            ]
+        if pair.unbuilt():  # reported when its widths were filled in
+            return []
+        s, t = unwrap_single(s_out[sp], t_out[tp])
+        desc = (f"{where}: student '{sp}' {shapes(s)}, teacher '{tp}' "
+                f'{shapes(t)}')
+        conns = connectors_of(pair.connector)
+        needs_map = any(isinstance(c, ChannelConnector) for c in conns)
+        pooled = [(role, path, feat)
+                  for role, path, feat in (('student', sp, s), ('teacher', tp,
+                                                                t))
+                  if is_pooled(feat) and (
+                      needs_map or is_spatial(t if role == 'student' else s))]
+        if pooled:
+            return [self._pooled_problem(desc, *p) for p in pooled]
+        problems = []
+        for c in conns:
+            in_ch = getattr(c, 'in_channels', None)
             if isinstance(in_ch, int):
                 for f in as_tensor_list(s):
                     if f.dim() >= 2 and f.shape[1] != in_ch:
-                        raise ValueError(
-                            f"{where}: connector {type(conn).__name__} has "
-                            f'in_channels={in_ch} but the student feature '
+                        problems.append(
+                            f'{desc}: connector {type(c).__name__} has '
+                            f"in_channels={in_ch} but the student feature "
                             f"'{sp}' has {f.shape[1]} channels (shape "
-                            f'{tuple(f.shape)}). Set in_channels='
-                            f'{f.shape[1]}.')
-            out_ch = getattr(conn, 'out_channels', None)
+                            f'{tuple(f.shape)}). Fix: set in_channels='
+                            f"{f.shape[1]}, or leave it out ('auto').")
+                        break
+            out_ch = getattr(c, 'out_channels', None)
             if isinstance(out_ch, int) and pair.teacher_connector is None:
                 for f in as_tensor_list(t):
                     if f.dim() >= 2 and f.shape[1] != out_ch:
-                        raise ValueError(
-                            f"{where}: connector {type(conn).__name__} has "
-                            f'out_channels={out_ch} but the teacher feature '
+                        problems.append(
+                            f'{desc}: connector {type(c).__name__} has '
+                            f"out_channels={out_ch} but the teacher feature "
                             f"'{tp}' has {f.shape[1]} channels (shape "
-                            f'{tuple(f.shape)}). Set out_channels='
-                            f'{f.shape[1]}.')
-            try:
-                pair(s, t)
-            except (ValueError, RuntimeError) as e:
-                raise ValueError(f'{desc}: {e}') from None
-        self._checked = True
+                            f'{tuple(f.shape)}). Fix: set out_channels='
+                            f"{f.shape[1]}, or leave it out ('auto').")
+                        break
+        if problems:
+            return problems
+        try:
+            pair(s, t)
+        except (ValueError, RuntimeError) as e:
+            fix = ''
+            if not conns and shapes(s) != shapes(t):
+                fix = (' Fix: add a connector, e.g. connector=dict('
+                       "type='ChannelWiseTransform') (widths are filled in), "
+                       'or pick modules whose outputs have the same shape.')
+            return [f'{desc}: {e}{fix}']
+        return []
+
+    def _pooled_problem(self, desc: str, role: str, path: str, feat) -> str:
+        """A pooled ``(N, C)`` feature where a spatial one is needed."""
+        model = self.student if role == 'student' else self.teacher
+        inputs = getattr(self, '_dummy_inputs', None)
+        spatial = None
+        if inputs is not None:
+            x = inputs if role == 'student' else self._teacher_inputs(inputs)
+            spatial = last_spatial_module(
+                model,
+                parse_path(path)[0], lambda: model(x, None, mode='tensor'))
+        fix = (f"Fix: distill the last spatial module before the pooling, "
+               f"{role}='{spatial}'" if spatial else
+               'Fix: distill a module before the pooling (print the model '
+               'to find it)')
+        return (f'{desc}: the {role} feature {shapes(feat)} is pooled '
+                '(N, C), but the pair needs a spatial (N, C, H, W) map (the '
+                'connector or the other side is spatial). '
+                f"{fix}, or 'backbone.stage(-1)' for a known backbone.")
 
     # ------------------------------------------------------------------ #
     # nn.Module plumbing for the non-child teacher
@@ -414,6 +779,12 @@ class FeatureDistiller(BaseModel):
         self.teacher.eval()
         return self
 
+    def _teacher_inputs(self, inputs: Tensor) -> Tensor:
+        """The student's preprocessed batch in the teacher's normalisation."""
+        if self.teacher_input is None or not isinstance(inputs, Tensor):
+            return inputs
+        return self.teacher_input(inputs)
+
     # ------------------------------------------------------------------ #
     # forward
     def forward(self,
@@ -423,7 +794,7 @@ class FeatureDistiller(BaseModel):
         """``loss``: student losses plus ``loss_distill_*``; other modes run
         the student alone."""
         if mode == 'loss':
-            if not self.distill_enabled:  # issue 5: DistillStopHook
+            if not self.distill_enabled:  # DistillStopHook
                 return self._check_finite(
                     self._student_loss(inputs, data_samples))
             return self._check_finite(self.loss(inputs, data_samples))
@@ -511,7 +882,8 @@ class FeatureDistiller(BaseModel):
                 raise KeyError(f'{key} is already a loss of the student')
             losses[key] = pair(s_out[pair.student_path],
                                t_out[pair.teacher_path],
-                               data_samples)  # issue 4: labels for SAKD
+                               data_samples)  # labels for SAKD
+        self.loss_scale.update(losses, self.distill_pairs)
         return losses
 
     def teacher_features(self,
@@ -543,6 +915,8 @@ class FeatureDistiller(BaseModel):
         with torch.no_grad(), precision.forward_context(device), \
                 self.teacher_recorder.record(stop_after=stop_after) as t_out:
             self.teacher(
-                precision.cast_inputs(inputs), data_samples, mode='tensor')
+                precision.cast_inputs(self._teacher_inputs(inputs)),
+                data_samples,
+                mode='tensor')
         dtype = next(self.student.parameters(), torch.empty(())).dtype
         return precision.cast_features(t_out, dtype)

@@ -16,6 +16,38 @@ class StopForward(Exception):
     """
 
 
+def _similarity(path: str, name: str) -> float:
+    """How alike two module paths are: whole paths and their last parts."""
+    whole = difflib.SequenceMatcher(None, path, name).ratio()
+    last = difflib.SequenceMatcher(None,
+                                   path.rpartition('.')[2],
+                                   name.rpartition('.')[2]).ratio()
+    return max(whole, 0.5 * whole + 0.5 * last)
+
+
+def suggest_paths(model: nn.Module, path: str, n: int = 6) -> str:
+    """Module paths near ``path``, leaves included, for error messages.
+
+    Lists the paths ranked by name similarity, then the submodules of the
+    nearest existing parent of ``path`` (all of them when there are at
+    most 20, else its children).
+    """
+    names = [k for k, _ in model.named_modules() if k]
+    ranked = sorted(names, key=lambda k: -_similarity(str(path), k))[:n]
+    parent = str(path)
+    while parent and parent not in dict.fromkeys(names):
+        parent = parent.rpartition('.')[0]
+    root = model.get_submodule(parent) if parent else model
+    prefix = f'{parent}.' if parent else ''
+    subs = [prefix + k for k, _ in root.named_modules() if k]
+    if len(subs) > 20:
+        subs = [prefix + k for k, _ in root.named_children()]
+    shown = subs if len(subs) <= 20 else subs[:20] + ['...']
+    where = repr(parent) if parent else 'the model'
+    return (f'Nearest existing paths: {ranked}; submodules of {where}: '
+            f'{shown}')
+
+
 def get_submodule(model: nn.Module,
                   path: str,
                   role: str = 'model',
@@ -36,13 +68,9 @@ def get_submodule(model: nn.Module,
     names = dict(model.named_modules())
     if isinstance(path, str) and path in names:
         return names[path]
-    candidates = [n for n in names if n]
-    close = difflib.get_close_matches(str(path), candidates, n=5, cutoff=0.5)
-    if not close:
-        close = sorted({n.split('.')[0] for n in candidates})[:10]
     raise KeyError(
         f'{key} {path!r}: the {role} ({type(model).__name__}) has no '
-        f'submodule with this path. Nearest existing paths: {close}')
+        f'submodule with this path. {suggest_paths(model, path)}')
 
 
 def parse_path(spec: str) -> Tuple[str, str, Optional[int]]:

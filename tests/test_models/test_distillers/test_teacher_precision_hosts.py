@@ -76,25 +76,20 @@ def test_bf16_teacher_features_match_fp32(host, repo_root, tmp_path):
     ckpt = str(tmp_path / 'teacher.pth')
     torch.save({'state_dict': teacher.state_dict()}, ckpt)
     model_cfg.teacher_ckpt = ckpt
-    # the fp32 reference: what the default distiller records (the teacher
-    # as it is, truncated after the last recorded module)
-    paths = [
-        spec.get('teacher', spec['student'])
-        for spec in model_cfg.distill.values()
-    ]
-    x = torch.randn(*SHAPE, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad(), FeatureRecorder(
-            teacher, paths).record(stop_after={}) as reference:
-        teacher(x, None, mode='tensor')
-    del teacher
-
     bf16 = MODELS.build(
         dict(model_cfg, teacher_dtype='bf16', teacher_channels_last=True))
     assert len(bf16.teacher_precision.folded) > 20  # ResNet conv + BN pairs
     conv = next(m for m in bf16.teacher.modules() if isinstance(m, nn.Conv2d))
     assert conv.weight.dtype == torch.bfloat16
     assert bf16._checked  # the build-time check ran in bf16
+    x = torch.randn(*SHAPE, generator=torch.Generator().manual_seed(1))
     features = bf16.teacher_features(x)
+    # the fp32 reference: what the default distiller records (the teacher
+    # as it is, truncated after the last recorded module, same paths)
+    paths = bf16.teacher_recorder.paths
+    with torch.no_grad(), FeatureRecorder(
+            teacher, paths).record(stop_after={}) as reference:
+        teacher(x, None, mode='tensor')
     for p in paths:
         ref, got = as_tensor_list(reference[p]), as_tensor_list(features[p])
         assert ref and len(ref) == len(got)
