@@ -237,11 +237,12 @@ def format_precision_table(results: Sequence[dict]) -> str:
     return '\n'.join(lines)
 
 
-def _mean_std(values: Sequence[float]) -> str:
+def _mean_std(values: Sequence[float], sign: bool = False) -> str:
     if not values:
         return 'n/a'
     std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f'{statistics.fmean(values):.2f} +- {std:.2f}'
+    mean = statistics.fmean(values)
+    return f'{mean:+.2f} +- {std:.2f}' if sign else f'{mean:.2f} +- {std:.2f}'
 
 
 def format_precision_efficacy(runs: Sequence[dict],
@@ -279,9 +280,9 @@ def format_precision_efficacy(runs: Sequence[dict],
         counts = (sum(d > 0 for d in diff), sum(d == 0 for d in diff),
                   sum(d < 0 for d in diff))
         lines.append(f'| {method} | {len(seeds)} | {_mean_std(fp)} | '
-                     f'{_mean_std(low)} | {_mean_std(diff)} | '
+                     f'{_mean_std(low)} | {_mean_std(diff, True)} | '
                      f'{counts[0]} / {counts[1]} / {counts[2]} | '
-                     f'{_mean_std(gain)} | {_mean_std(gain_lp)} |')
+                     f'{_mean_std(gain, True)} | {_mean_std(gain_lp, True)} |')
     if plain:
         lines.append(f'| plain | {len(plain)} | '
                      f'{_mean_std(list(plain.values()))} | | | | | |')
