@@ -198,8 +198,7 @@ class TeacherPrecision:
 
     def _fold_bn(self, teacher, trace, protected, logger) -> None:
         try:
-            pairs = self._find_pairs(teacher, trace, protected)
-            reference = trace()
+            pairs, reference = self._find_pairs(teacher, trace, protected)
         except Exception as e:  # host model needs real data samples
             logger.info('FeatureDistiller: could not trace the teacher on a '
                         f'dummy input ({type(e).__name__}: {e}); its '
@@ -229,9 +228,10 @@ class TeacherPrecision:
 
     @staticmethod
     def _find_pairs(teacher: nn.Module, trace: Callable[[], dict],
-                    protected: Tuple[Set[str], Set[str]]) -> List[tuple]:
+                    protected: Tuple[Set[str], Set[str]]) -> tuple:
         """(conv, BN) paths where the BN only ever reads that conv's
-        output and that conv's output only goes to that BN."""
+        output and that conv's output only goes to that BN, and the
+        features the traced (unconverted) teacher recorded."""
         outputs_recorded, inputs_recorded = protected
         produced: Dict[int, str] = {}
         keep_alive = []
@@ -266,7 +266,7 @@ class TeacherPrecision:
                 handles.append(m.register_forward_pre_hook(bn_hook(name)))
         try:
             with torch.no_grad():
-                trace()
+                reference = trace()
         finally:
             for h in handles:
                 h.remove()
@@ -282,7 +282,7 @@ class TeacherPrecision:
                 continue
             readers[conv] = readers.get(conv, 0) + 1
             pairs.append((conv, bn))
-        return [(c, b) for c, b in pairs if readers[c] == 1]
+        return [(c, b) for c, b in pairs if readers[c] == 1], reference
 
     # ------------------------------------------------------------------ #
     # running
