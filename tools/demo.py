@@ -1,7 +1,7 @@
 """Main job: a small real CWT distillation on scikit-learn's digits.
 
 One seed of the efficacy benchmark's digits task
-(``mmkd_channel/benchmark/efficacy.py``, the same code and configs):
+(``tools/benchmarks/mmkd_bench``, the same code and configs):
 writes the 1,797 real handwritten digits in mmpretrain's ImageNet format
 (300 train images, the rest for validation, 32 px), then trains with
 MMEngine's Runner
@@ -21,9 +21,12 @@ import json
 import math
 import os
 import os.path as osp
+import sys
 import time
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+# the benchmark harness is not part of the installed package
+sys.path.insert(0, osp.join(REPO, 'tools', 'benchmarks'))
 
 
 def parse_args(argv=None):
@@ -45,9 +48,10 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    from mmkd_channel.benchmark.efficacy import (PLAIN, TEACHER, get_logger,
-                                                 parse_settings, run_efficacy,
-                                                 summarize)
+    from mmkd_bench.common import get_logger
+    from mmkd_bench.efficacy import parse_settings, run_efficacy
+    from mmkd_bench.efficacy_report import summarize
+    from mmkd_bench.task_base import PLAIN, TEACHER
     os.makedirs(args.work_dir, exist_ok=True)
     logger = get_logger(osp.join(args.work_dir, 'demo.log'))
     settings = parse_settings([f'digits.{kv}' for kv in args.set or []])

@@ -4,13 +4,18 @@ import copy
 import os.path as osp
 
 import torch
+from conftest import REPO
 from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 from mmengine.runner import Runner
+from mmkd_bench.model_index import load_pairs
 
 from mmkd_channel.testing.tiny_configs import tiny_det_config
 
-CONFIG = 'configs/cwt/cwt_frcnn-r101-frcnn-r50_fpn_2x_coco.py'
+# the model index's CWT Faster R-CNN config (looked up: names may change)
+CONFIG = next(
+    p.config for p in load_pairs(REPO)
+    if p.collection == 'CWT' and p.task == 'Object Detection')
 
 
 def count_calls(module: torch.nn.Module) -> tuple:

@@ -34,20 +34,21 @@ RSS before the phase, i.e. activations, gradients and optimizer state.
 """
 import copy
 import gc
-import math
-import os
-import platform
 import statistics
 import time
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import torch
-from mmengine.config import Config
 
+from .memory import MEMORY_PHASES, measure_memory, measure_memory_in_process
+from .progress import progress
+from .synthetic import (DEFAULT_SIZES, host_kind, load_distill_config,
+                        make_batch, num_classes_of, set_seg_size)
+
+# The phases timed, in the order of the first iteration. A new phase (e.g.
+# another teacher precision) is one entry here, one branch in
+# ``OverheadBenchmark.run`` and one column in ``report.format_tables``.
 PHASES = ('student', 'teacher', 'teacher_full', 'losses', 'distill')
-MEMORY_PHASES = ('student', 'teacher', 'distill')
 PHASE_LABELS = {
     'student': '(a) student step',
     'teacher': '(b) teacher fwd',
@@ -56,166 +57,6 @@ PHASE_LABELS = {
     'distill': '(c) distill step',
 }
 TIMERS = {'wall': time.perf_counter, 'process': time.process_time}
-DEFAULT_SIZES = {
-    'mmdet': (128, 128),
-    'mmseg': (128, 256),
-    'mmpretrain': (128, 128)
-}
-
-
-# --------------------------------------------------------------------- #
-# config and models
-def load_distill_config(config: str,
-                        cfg_options: Optional[dict] = None) -> Config:
-    """Load a distillation config for benchmarking on random weights.
-
-    The teacher checkpoint is dropped, ``Pretrained`` initialisations are
-    removed (nothing downloads), SyncBN becomes BN, and the top-level
-    ``data_preprocessor`` is handed to the model as the Runner does.
-
-    Args:
-        config (str): Path or ``mmkd_channel::`` form of the config.
-        cfg_options (dict, optional): ``--cfg-options`` overrides.
-
-    Returns:
-        Config: The modified config.
-    """
-    import mmkd_channel  # noqa: F401  (registries, mmkd_channel:: scope)
-    from mmkd_channel.testing.tiny_configs import (host_models, no_pretrained,
-                                                   replace_sync_bn)
-    from mmkd_channel.utils import resolve_config_path
-    cfg = Config.fromfile(resolve_config_path(config))
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    model = cfg.model
-    if 'student' not in model or 'teacher' not in model:
-        raise ValueError(f'{config}: not a distillation config (its model '
-                         'has no `student` and `teacher`).')
-    model.teacher_ckpt = None
-    for m in host_models(cfg):
-        no_pretrained(m)
-        replace_sync_bn(m)
-    if cfg.get('data_preprocessor') is not None:
-        model.setdefault('data_preprocessor',
-                         copy.deepcopy(cfg.data_preprocessor))
-    return cfg
-
-
-def host_kind(model_cls: type) -> str:
-    """``'mmdet'``, ``'mmseg'`` or ``'mmpretrain'`` for a host model class."""
-    root = model_cls.__module__.split('.')[0]
-    if root not in DEFAULT_SIZES:
-        raise TypeError(f'{model_cls.__name__} ({model_cls.__module__}) '
-                        'is not an mmdet, mmseg or mmpretrain model')
-    return root
-
-
-def _num_classes(model_cfg: dict) -> int:
-    from mmkd_channel.testing.tiny_configs import walk_dicts
-    found = [
-        d['num_classes'] for d in walk_dicts(model_cfg)
-        if isinstance(d.get('num_classes'), int)
-    ]
-    return max(found) if found else 10
-
-
-def _set_seg_size(cfg: Config, img_size: Tuple[int, int]) -> None:
-    """mmseg pads training batches to ``size``: make it the image size."""
-    from mmkd_channel.testing.tiny_configs import walk_dicts
-    for d in walk_dicts([cfg.model, cfg.get('data_preprocessor')]):
-        if d.get('type', '').endswith('SegDataPreProcessor') and d.get('size'):
-            d['size'] = tuple(img_size)
-
-
-# --------------------------------------------------------------------- #
-# synthetic batches
-def make_batch(kind: str,
-               batch_size: int,
-               img_size: Tuple[int, int],
-               num_classes: int,
-               seed: int,
-               with_mask: bool = False) -> dict:
-    """A batch as a host dataloader yields it: uint8 images + data samples.
-
-    Args:
-        kind (str): ``'mmdet'`` (``DetDataSample`` with 1-4 boxes, labels
-            and, if ``with_mask``, bitmap masks), ``'mmseg'``
-            (``SegDataSample`` with a blocky ``gt_sem_seg``) or
-            ``'mmpretrain'`` (``DataSample`` with ``gt_label``).
-        batch_size (int): Images in the batch.
-        img_size (tuple): ``(H, W)``.
-        num_classes (int): Label range.
-        seed (int): Seed of the batch's content.
-        with_mask (bool): Add instance masks (Mask R-CNN).
-
-    Returns:
-        dict: ``inputs`` (list of ``(3, H, W)`` uint8 tensors) and
-        ``data_samples``.
-    """
-    g = torch.Generator().manual_seed(seed)
-    h, w = img_size
-    inputs, samples = [], []
-    meta = dict(
-        img_path='',
-        ori_shape=(h, w),
-        img_shape=(h, w),
-        pad_shape=(h, w),
-        scale_factor=(1.0, 1.0),
-        flip=False,
-        flip_direction=None)
-    for i in range(batch_size):
-        inputs.append(
-            torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g))
-        if kind == 'mmdet':
-            samples.append(
-                _det_sample(g, h, w, num_classes, with_mask,
-                            dict(meta, img_id=i)))
-        elif kind == 'mmseg':
-            from mmengine.structures import PixelData
-            from mmseg.structures import SegDataSample
-            s = SegDataSample(metainfo=meta)
-            coarse = torch.randint(
-                0, num_classes, (1, h // 16 + 1, w // 16 + 1), generator=g)
-            label = coarse.repeat_interleave(16, 1).repeat_interleave(16, 2)
-            s.gt_sem_seg = PixelData(data=label[:, :h, :w].contiguous())
-            samples.append(s)
-        elif kind == 'mmpretrain':
-            from mmpretrain.structures import DataSample
-            label = int(torch.randint(0, num_classes, (1, ), generator=g))
-            samples.append(
-                DataSample(metainfo=dict(img_shape=(h, w), ori_shape=(
-                    h, w))).set_gt_label(label))
-        else:
-            raise ValueError(f'unknown host kind {kind!r}')
-    return dict(inputs=inputs, data_samples=samples)
-
-
-def _det_sample(g, h, w, num_classes, with_mask, meta):
-    import numpy as np
-    from mmdet.structures import DetDataSample
-    from mmdet.structures.bbox import HorizontalBoxes
-    from mmdet.structures.mask import BitmapMasks
-    from mmengine.structures import InstanceData
-    k = int(torch.randint(1, 5, (1, ), generator=g))
-    size = torch.rand(k, 2, generator=g) * 0.4 + 0.15
-    x1 = torch.rand(k, generator=g) * (1 - size[:, 0]) * w
-    y1 = torch.rand(k, generator=g) * (1 - size[:, 1]) * h
-    boxes = torch.stack([x1, y1, x1 + size[:, 0] * w, y1 + size[:, 1] * h],
-                        dim=1)
-    s = DetDataSample(metainfo=meta)
-    gt = InstanceData(
-        bboxes=HorizontalBoxes(boxes),
-        labels=torch.randint(0, num_classes, (k, ), generator=g))
-    if with_mask:
-        masks = np.zeros((k, h, w), dtype=np.uint8)
-        for j, (a, b, c, d) in enumerate(boxes.round().long().tolist()):
-            masks[j, b:d, a:c] = 1
-        gt.masks = BitmapMasks(masks, h, w)
-    s.gt_instances = gt
-    s.ignored_instances = InstanceData(
-        bboxes=HorizontalBoxes(torch.zeros(0, 4)),
-        labels=torch.zeros(0, dtype=torch.long))
-    return s
 
 
 # --------------------------------------------------------------------- #
@@ -281,7 +122,7 @@ class OverheadBenchmark:
                 img_size = (32, 32)  # CIFAR models at their own size
         self.img_size = tuple(int(v) for v in img_size)
         if self.kind == 'mmseg':
-            _set_seg_size(cfg, self.img_size)
+            set_seg_size(cfg, self.img_size)
             student_cfg = copy.deepcopy(cfg.model.student)
         if cfg.get('data_preprocessor') is not None:
             student_cfg.setdefault('data_preprocessor',
@@ -305,7 +146,7 @@ class OverheadBenchmark:
             self.optim_terms = build_optim_wrapper(pairs, optim_cfg)
         self.truncate = bool(self.distiller.truncate_teacher)
 
-        num_classes = _num_classes(student_cfg)
+        num_classes = num_classes_of(student_cfg)
         with_mask = bool(getattr(self.student, 'with_mask', False))
         self.batches = [
             make_batch(
@@ -423,98 +264,24 @@ class OverheadBenchmark:
     def measure_times(self,
                       iters: int,
                       warmup: int,
-                      phases: Sequence[str] = PHASES) -> Dict[str, list]:
-        """Interleaved timings: ``phase -> [seconds]`` after ``warmup``."""
+                      phases: Sequence[str] = PHASES,
+                      show_progress: bool = False) -> Dict[str, list]:
+        """Interleaved timings: ``phase -> [seconds]`` after ``warmup``.
+
+        With ``show_progress`` a progress bar with an ETA counts the
+        iterations (each runs every phase once).
+        """
         times: Dict[str, list] = {p: [] for p in phases}
         n = len(self.batches)
-        for it in range(warmup + iters):
-            k = it % len(phases)
-            for phase in list(phases[k:]) + list(phases[:k]):
-                dt = self.timed(phase, it % n)
-                if it >= warmup:
-                    times[phase].append(dt)
+        with progress(warmup + iters, show_progress) as bar:
+            for it in range(warmup + iters):
+                k = it % len(phases)
+                for phase in list(phases[k:]) + list(phases[:k]):
+                    dt = self.timed(phase, it % n)
+                    if it >= warmup:
+                        times[phase].append(dt)
+                bar.update()
         return times
-
-
-# --------------------------------------------------------------------- #
-# memory
-def _proc_status() -> Dict[str, int]:
-    """``VmRSS`` and ``VmHWM`` of this process in kB."""
-    out = {}
-    with open('/proc/self/status') as f:
-        for line in f:
-            key = line.split(':')[0]
-            if key in ('VmRSS', 'VmHWM'):
-                out[key] = int(line.split()[1])
-    return out
-
-
-def _reset_peak_rss() -> bool:
-    try:
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')
-        return True
-    except OSError:
-        return False
-
-
-def measure_memory_in_process(bench: OverheadBenchmark,
-                              phase: str,
-                              repeats: int = 2) -> dict:
-    """Peak memory of ``phase`` in this process (CUDA: exact; CPU: RSS).
-
-    Returns:
-        dict: ``peak_mb`` (absolute peak during the phase) and ``delta_mb``
-        (peak minus the memory in use before it).
-    """
-    if bench.device.startswith('cuda'):
-        torch.cuda.synchronize()
-        before = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        for r in range(repeats):
-            bench.run(phase, bench.prepare(phase, r % len(bench.batches)))
-        torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated()
-        return dict(peak_mb=peak / 2**20, delta_mb=(peak - before) / 2**20)
-    gc.collect()
-    reset = _reset_peak_rss()
-    before = _proc_status()['VmRSS']
-    for r in range(repeats):
-        bench.run(phase, bench.prepare(phase, r % len(bench.batches)))
-    peak = _proc_status()['VmHWM']
-    return dict(
-        peak_mb=peak / 1024,
-        delta_mb=(peak - before) / 1024 if reset else math.nan)
-
-
-def _memory_worker(kwargs: dict, phase: str, repeats: int) -> dict:
-    """Fresh-process entry: build everything, then run one phase."""
-    import logging
-    logging.getLogger('mmengine').setLevel(logging.ERROR)
-    torch.set_num_threads(kwargs.pop('threads'))
-    bench = OverheadBenchmark(**kwargs)
-    return measure_memory_in_process(bench, phase, repeats)
-
-
-def measure_memory(kwargs: dict,
-                   phases: Sequence[str] = MEMORY_PHASES,
-                   repeats: int = 2) -> Dict[str, dict]:
-    """Peak RSS per phase, each in a fresh process (CPU).
-
-    Args:
-        kwargs (dict): :class:`OverheadBenchmark` arguments.
-        phases (Sequence[str]): Phases to measure.
-        repeats (int): Calls of the phase (the first allocates gradients
-            and optimizer state).
-    """
-    out = {}
-    ctx = get_context('spawn')
-    for phase in phases:
-        with ProcessPoolExecutor(1, mp_context=ctx) as pool:
-            out[phase] = pool.submit(
-                _memory_worker, dict(kwargs, threads=torch.get_num_threads()),
-                phase, repeats).result()
-    return out
 
 
 # --------------------------------------------------------------------- #
@@ -538,8 +305,12 @@ def benchmark_config(config: str,
                      device: str = 'cpu',
                      memory: bool = True,
                      cfg_options: Optional[dict] = None,
-                     timer: str = 'wall') -> dict:
+                     timer: str = 'wall',
+                     show_progress: bool = False) -> dict:
     """Time (a), (b), (b'), (c) of one config and measure their memory.
+
+    ``show_progress`` draws a progress bar with an ETA over the timed
+    iterations.
 
     Returns:
         dict: JSON-ready results: ``times`` (per phase: median, quartiles
@@ -559,7 +330,7 @@ def benchmark_config(config: str,
     t0 = time.perf_counter()
     bench = OverheadBenchmark(**kwargs, timer=timer)
     check = bench.truncation_check()
-    times = bench.measure_times(iters, warmup)
+    times = bench.measure_times(iters, warmup, show_progress=show_progress)
     med = {p: statistics.median(v) for p, v in times.items()}
     paired = [
         c / (a + b) for a, b, c in zip(times['student'], times['teacher'],
@@ -594,78 +365,3 @@ def benchmark_config(config: str,
         } if device.startswith('cuda') else measure_memory(kwargs))
     result['wall_time_s'] = time.perf_counter() - t0
     return result
-
-
-def environment() -> dict:
-    """Machine and library versions, for the report."""
-    import mmengine
-    info = dict(
-        python=platform.python_version(),
-        torch=torch.__version__,
-        mmengine=mmengine.__version__,
-        cpu_count=os.cpu_count(),
-        torch_threads=torch.get_num_threads(),
-        processor=platform.processor() or platform.machine())
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    info['processor'] = line.split(':', 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    for name in ('mmdet', 'mmseg', 'mmpretrain'):
-        try:
-            info[name] = __import__(name).__version__
-        except ImportError:
-            pass
-    return info
-
-
-def format_tables(results: Sequence[dict]) -> str:
-    """Markdown tables of times, ratios and memory for several configs."""
-    lines = [
-        '| config | size | (a) student step | (b) teacher fwd | '
-        "(b') no truncation | (d) distill terms | (c) distill step | "
-        "(c)/((a)+(b)) | paired | (c)/((a)+(b)+(d)) | (b')/(b) |",
-        '|---|---|' + '---:|' * 9
-    ]
-    for r in results:
-        t = {p: r['times'][p]['median_ms'] for p in PHASES}
-        name = os.path.splitext(os.path.basename(r['config']))[0]
-        lines.append(
-            f"| {name} | {r['img_size'][0]}x{r['img_size'][1]} | "
-            f"{t['student']:.1f} | {t['teacher']:.1f} | "
-            f"{t['teacher_full']:.1f} | {t['losses']:.1f} | "
-            f"{t['distill']:.1f} | **{r['ratio']:.3f}** | "
-            f"{r['ratio_paired']:.3f} | {r['ratio_with_losses']:.3f} | "
-            f"{r['truncation_speedup']:.2f} |")
-    lines.append('')
-    if results:
-        r = results[0]
-        clock = ('wall-clock'
-                 if r.get('timer', 'wall') == 'wall' else 'process CPU')
-        lines.append(f"Median {clock} ms per call; batch {r['batch_size']}, "
-                     f"{r['iters']} interleaved iterations, {r['device']}, "
-                     f"{r['threads']} torch threads.")
-    if any('memory' in r for r in results):
-        lines += [
-            '', '| config | peak memory (MB): (a) student step | '
-            '(b) teacher fwd | (c) distill step | (c) - ((a) + (b)) '
-            '|', '|---|---:|---:|---:|---:|'
-        ]
-        for r in results:
-            m = r.get('memory')
-            if not m:
-                continue
-            d = {p: m[p]['delta_mb'] for p in MEMORY_PHASES}
-            name = os.path.splitext(os.path.basename(r['config']))[0]
-            lines.append(
-                f"| {name} | {d['student']:.0f} | {d['teacher']:.0f} | "
-                f"{d['distill']:.0f} | "
-                f"{d['distill'] - d['student'] - d['teacher']:+.0f} |")
-        lines.append('')
-        lines.append('Peak memory of each phase above what was resident '
-                     'before it (CPU: RSS of a fresh process running only '
-                     'that phase; CUDA: max_memory_allocated).')
-    return '\n'.join(lines)

@@ -6,12 +6,13 @@ forward as the distiller runs it (truncated after the last distilled
 module), (b') the same without truncation, (d) the connectors and losses
 alone and (c) the distiller's train step, interleaved, and reports median
 times, ``(c) / ((a) + (b))``, ``(c) / ((a) + (b) + (d))`` and the peak
-memory of (a), (b) and (c). See ``mmkd_channel/benchmark/overhead.py``.
+memory of (a), (b) and (c). See ``mmkd_bench/overhead.py`` beside this
+script.
 
 Examples:
-    python tools/analysis_tools/benchmark_distill.py \\
+    python tools/benchmarks/benchmark_overhead.py \\
         configs/cwt/cwt_frcnn-r101-frcnn-r50_fpn_2x_coco.py --iters 30
-    python tools/analysis_tools/benchmark_distill.py configs/cwd/*.py \\
+    python tools/benchmarks/benchmark_overhead.py configs/cwd/*.py \\
         --img-size 128 256 --json work_dirs/overhead.json
 """
 import argparse
@@ -77,6 +78,10 @@ def parse_args(argv=None):
         'and cProfile and print where (c) spends more')
     parser.add_argument('--json', metavar='OUT', help='write results here')
     parser.add_argument(
+        '--no-progress',
+        action='store_true',
+        help='no progress bar (it goes to stderr)')
+    parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
@@ -87,12 +92,10 @@ def parse_args(argv=None):
 def main(argv=None) -> list:
     args = parse_args(argv)
     import torch
-
-    from mmkd_channel.benchmark.efficacy import get_logger
-    from mmkd_channel.benchmark.overhead import (OverheadBenchmark,
-                                                 benchmark_config, environment,
-                                                 format_tables)
-    from mmkd_channel.benchmark.profiling import profile_overhead
+    from mmkd_bench.common import environment, get_logger
+    from mmkd_bench.overhead import OverheadBenchmark, benchmark_config
+    from mmkd_bench.profiling import profile_overhead
+    from mmkd_bench.report import format_tables
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -113,7 +116,8 @@ def main(argv=None) -> list:
             device=device,
             memory=not args.no_memory,
             cfg_options=args.cfg_options,
-            timer=args.timer)
+            timer=args.timer,
+            show_progress=not args.no_progress)
         results.append(r)
         logger.info(f"{osp.basename(config)}: ratio {r['ratio']:.3f} "
                     f"(paired {r['ratio_paired']:.3f}), truncation "
