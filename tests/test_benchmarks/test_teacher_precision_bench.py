@@ -3,10 +3,9 @@ forward and the paired efficacy table."""
 import statistics
 
 import torch
-from torch import nn
-
-from mmkd_bench.precision import (forward_peak_mb, format_precision_efficacy,
+from mmkd_bench.precision import (format_precision_efficacy, forward_peak_mb,
                                   tensor_mb)
+from torch import nn
 
 
 class Allocates(nn.Module):
