@@ -43,7 +43,7 @@ if HERE not in sys.path:  # mmkd_bench, also when imported by the tests
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from mmkd_bench.task_base import VARIANTS
+    from mmkd_bench.task_base import ALL_METHODS, VARIANTS
     from mmkd_bench.tasks import TASKS
     p = argparse.ArgumentParser(
         description=__doc__.split('\n')[0],
@@ -101,9 +101,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         '--methods',
         nargs='+',
-        default=list(VARIANTS),
+        default=list(ALL_METHODS),
         choices=list(VARIANTS),
-        help='efficacy methods / variants')
+        help='efficacy methods / variants (e.g. cwt_bf16: CWT with a bf16 '
+        'teacher)')
     p.add_argument('--jobs', type=int, default=1, help='local runs at a time')
     p.add_argument(
         '--quick', action='store_true', help='efficacy smoke settings')

@@ -30,6 +30,7 @@ from .preprocess import TeacherInputRemap
 from .recorder import FeatureRecorder, get_submodule, parse_path
 from .teachers import (SINGLE, check_all_used, normalise_teachers,
                        resolve_teacher_model)
+from .teacher_precision import TeacherPrecision
 
 ModelCfg = Union[str, dict, ConfigDict]
 
@@ -286,6 +287,14 @@ class FeatureDistiller(RefuseHostModelArgs, BaseModel):
             only as far as its own recorded modules, fed its own
             normalisation, and available as ``self.teachers[name]``
             (``self.teacher`` is the first).
+        teacher_dtype (str): ``'fp32'`` (default), ``'bf16'``, ``'fp16'``
+            or ``'auto'`` (bf16 where the CPU / GPU runs it fast, else
+            fp32; the log says which and why). The teacher is converted
+            once, after its checkpoint is loaded; its recorded features
+            are cast back to the student's dtype. See
+            :class:`~.teacher_precision.TeacherPrecision`.
+        teacher_channels_last (bool): Run the teacher in channels-last
+            memory layout. Default False.
 
     Examples:
         >>> # in a config inheriting 'mmdet::faster_rcnn/...r50...py'
@@ -319,7 +328,9 @@ class FeatureDistiller(RefuseHostModelArgs, BaseModel):
                  data_preprocessor: Optional[dict] = None,
                  init_cfg: Optional[dict] = None,
                  teacher_trainable: bool = False,
-                 teachers: Optional[dict] = None) -> None:
+                 teachers: Optional[dict] = None,
+                 teacher_dtype: str = 'fp32',
+                 teacher_channels_last: bool = False) -> None:
         if teacher_trainable:
             raise NotImplementedError(
                 'FeatureDistiller: teacher_trainable=True is not supported; '
@@ -331,6 +342,10 @@ class FeatureDistiller(RefuseHostModelArgs, BaseModel):
             resolve_distill(distill, context), list(teacher_cfgs))
         check_all_used(
             list(teacher_cfgs), [s['teacher_model'] for s in specs.values()])
+        precisions = {
+            name: TeacherPrecision(teacher_dtype, teacher_channels_last)
+            for name in teacher_cfgs
+        }
         untyped_dp = (
             data_preprocessor if isinstance(data_preprocessor, dict)
             and 'type' not in data_preprocessor else None)
@@ -365,6 +380,8 @@ class FeatureDistiller(RefuseHostModelArgs, BaseModel):
             n: r
             for n, r in remaps.items() if r is not None
         })
+        self.teacher_precisions = precisions
+        self.teacher_precision = next(iter(precisions.values()))
         self.loss_scale = LossScaleMonitor()
         self._checked = False
         self._check_skipped: Optional[str] = None
@@ -393,6 +410,14 @@ class FeatureDistiller(RefuseHostModelArgs, BaseModel):
         self.teacher_recorder = next(iter(self.teacher_recorders.values()))
         problems += self._bind_connectors()
         shape, source = self._check_shape(check_input_shape, context)
+        # after the checkpoint and the connectors' binding (OFD reads the
+        # teacher's BNs), before the check runs the teacher in its dtype
+        for name, model in self.teachers.items():
+            precisions[name].convert(
+                model,
+                *self._teacher_trace(
+                    shape or (1, 3, DEFAULT_CHECK_SIDE, DEFAULT_CHECK_SIDE),
+                    name))
         if shape is not None:
             problems += self._dry_run(shape, source)
             # Earlier versions drew the dummy input from the global random
@@ -596,14 +621,8 @@ class FeatureDistiller(RefuseHostModelArgs, BaseModel):
         with torch.no_grad():
             with self.student_recorder.record(stop_after={}) as s_out:
                 self.student(inputs, None, mode='tensor')
-            for name, model in self.teachers.items():
-                with self.teacher_recorders[name].record(
-                        stop_after={}) as t_out:
-                    model(
-                        self._teacher_inputs(inputs, name),
-                        None,
-                        mode='tensor')
-                t_outs[name] = t_out
+            for name in self.teachers:
+                t_outs[name] = self._run_teacher(inputs, None, {}, name)
         return s_out, t_outs
 
     def _dry_run(self, shape: Tuple[int, ...], source: str = '') -> list:
@@ -635,6 +654,28 @@ class FeatureDistiller(RefuseHostModelArgs, BaseModel):
         finally:
             self.train(was_training)
         return problems
+
+    def _teacher_trace(self,
+                       shape: Sequence[int],
+                       teacher: Optional[str] = None) -> tuple:
+        """A dummy teacher pass and the recorded paths, from which
+        :class:`TeacherPrecision` learns which BN follows which conv."""
+        # its own generator: converting must not change seeded runs
+        inputs = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
+        stop = {} if self.truncate_teacher else None
+        teacher = teacher if teacher is not None else next(iter(self.teachers))
+        recorder = self.teacher_recorders[teacher]
+
+        def trace() -> dict:
+            with torch.no_grad(), recorder.record(stop) as out:
+                self.teachers[teacher](inputs, None, mode='tensor')
+            return out
+
+        specs = recorder.specs.values()
+        return trace, ({p
+                        for p, kind, _ in specs if kind == 'output'},
+                       {p
+                        for p, kind, _ in specs if kind == 'input'})
 
     def _fill_channels(self, s_out: dict, t_outs: Dict[str,
                                                        dict]) -> List[str]:
@@ -880,8 +921,10 @@ class FeatureDistiller(RefuseHostModelArgs, BaseModel):
     # nn.Module plumbing for the non-child teacher
     def _apply(self, fn, *args, **kwargs):
         super()._apply(fn, *args, **kwargs)
-        for teacher in self.teachers.values():
+        for name, teacher in self.teachers.items():
             teacher._apply(fn, *args, **kwargs)
+            # .to(device) / .float() keep the teacher's own dtype and layout
+            self.teacher_precisions[name].restore(teacher)
         return self
 
     def train(self, mode: bool = True) -> 'FeatureDistiller':
@@ -1025,7 +1068,7 @@ class FeatureDistiller(RefuseHostModelArgs, BaseModel):
                 ``self.teachers``); default: the first.
         """
         name = teacher if teacher is not None else next(iter(self.teachers))
-        model, recorder = self.teachers[name], self.teacher_recorders[name]
+        model = self.teachers[name]
         expected = None
         if self.truncate_teacher:
             expected = {}
@@ -1036,9 +1079,24 @@ class FeatureDistiller(RefuseHostModelArgs, BaseModel):
                 expected[pair.teacher_path] = max(
                     expected.get(pair.teacher_path, 1), n)
         model.eval()
-        with torch.no_grad(), recorder.record(stop_after=expected) as t_out:
-            model(
-                self._teacher_inputs(inputs, name),
+        return self._run_teacher(inputs, data_samples, expected, name)
+
+    def _run_teacher(self,
+                     inputs,
+                     data_samples,
+                     stop_after: Optional[Dict[str, int]],
+                     teacher: Optional[str] = None) -> dict:
+        """A teacher's (default: the first's) recorded features, in the
+        student's dtype."""
+        name = teacher if teacher is not None else next(iter(self.teachers))
+        precision = self.teacher_precisions[name]
+        device = inputs.device.type if isinstance(inputs, Tensor) else 'cpu'
+        with torch.no_grad(), precision.forward_context(device), \
+                self.teacher_recorders[name].record(
+                    stop_after=stop_after) as t_out:
+            self.teachers[name](
+                precision.cast_inputs(self._teacher_inputs(inputs, name)),
                 data_samples,
                 mode='tensor')
-        return t_out
+        dtype = next(self.student.parameters(), torch.empty(())).dtype
+        return precision.cast_features(t_out, dtype)

@@ -19,9 +19,13 @@ REPO = osp.dirname(
     osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 # What a task can run besides the teacher and the plain student: name ->
 # (method, i.e. the model-index collection whose config is used, extra
-# FeatureDistiller arguments). A variant of a method is one more line, e.g.
-#     'cwt_bf16': ('cwt', dict(teacher_precision='bf16')),
+# FeatureDistiller arguments). '<method>_bf16' runs the method with the
+# teacher in bf16, channels-last (docs/teacher_precision.md).
 VARIANTS: Dict[str, Tuple[str, dict]] = {m: (m, {}) for m in ALL_METHODS}
+VARIANTS.update({
+    f'{m}_bf16': (m, dict(teacher_dtype='bf16', teacher_channels_last=True))
+    for m in ALL_METHODS
+})
 
 
 # --------------------------------------------------------------------- #

@@ -1,0 +1,363 @@
+"""Teacher precision on toy models: conversion, BN folding, casts, grads,
+truncation and the build-time check in every precision."""
+import copy
+import logging
+from contextlib import contextmanager
+
+import pytest
+import torch
+import torch.nn.functional as F
+from mmengine.logging import MMLogger
+from torch import nn
+from toy_models import toy_cfg
+
+from mmkd_channel.models import FeatureDistiller
+from mmkd_channel.models.distillers import teacher_precision as tp
+
+DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+
+def distiller(dtype='bf16', channels_last=False, **kwargs):
+    torch.manual_seed(0)
+    kwargs.setdefault(
+        'distill',
+        dict(
+            neck=dict(
+                student='neck',
+                connector=dict(
+                    type='ChannelWiseTransform',
+                    in_channels=8,
+                    out_channels=16),
+                loss=dict(type='FeatureL2Loss'))))
+    kwargs.setdefault('check_input_shape', (1, 3, 16, 16))
+    return FeatureDistiller(
+        student=toy_cfg(8),
+        teacher=toy_cfg(16),
+        teacher_dtype=dtype,
+        teacher_channels_last=channels_last,
+        **kwargs)
+
+
+def randomise_bn(model: nn.Module) -> None:
+    """Non-trivial BN statistics, so that folding has work to do."""
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
+            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            m.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
+
+
+@pytest.fixture
+def teacher_ckpt(tmp_path):
+    """A toy teacher checkpoint with random BN statistics."""
+    model = distiller('fp32').teacher
+    randomise_bn(model)
+    path = tmp_path / 'teacher.pth'
+    torch.save({'state_dict': model.state_dict()}, path)
+    return str(path)
+
+
+def rel_err(a, b) -> float:
+    a, b = a.detach().double(), b.detach().double()
+    return float((a - b).norm() / b.norm())
+
+
+@contextmanager
+def log_messages():
+    """Messages logged by the current MMLogger inside the block."""
+    logger = MMLogger.get_current_instance()
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler)
+    messages = []
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
+        messages.extend(r.getMessage() for r in records)
+
+
+# ---------------------------------------------------------------------- #
+# options and 'auto'
+def test_bad_options_raise_at_build_naming_the_key():
+    with pytest.raises(ValueError, match=r"teacher_dtype='float16'.*'bf16'"):
+        distiller('float16')
+    with pytest.raises(TypeError, match='teacher_channels_last must be'):
+        distiller('bf16', channels_last='yes')
+
+
+@pytest.mark.parametrize('flags,cuda,expected', [
+    (['amx_bf16', 'avx512_bf16'], False, 'bf16'),
+    ([], False, 'fp32'),
+    ([], True, 'bf16'),
+])
+def test_auto_choice_and_its_log(monkeypatch, flags, cuda, expected):
+    monkeypatch.setattr(tp, 'cpu_bf16_flags', lambda: flags)
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: cuda)
+    monkeypatch.setattr(torch.cuda, 'get_device_name', lambda *a: 'GPU-X')
+    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda *a: True)
+    choice, reason = tp.choose_auto_dtype()
+    assert choice == expected
+    if cuda:
+        assert 'GPU-X' in reason
+    elif flags:
+        assert 'amx_bf16/avx512_bf16' in reason
+    else:
+        assert 'no avx512_bf16/amx_bf16' in reason
+
+    with log_messages() as messages:
+        model = distiller('auto')
+    assert any(f'teacher_dtype=auto chose {choice}: {reason}' in m
+               for m in messages), messages
+    assert model.teacher.neck.conv.weight.dtype == DTYPES[choice]
+
+
+def test_auto_on_this_machine_follows_cpu_flags():
+    with open('/proc/cpuinfo') as f:
+        text = f.read()
+    fast = 'avx512_bf16' in text or 'amx_bf16' in text
+    if torch.cuda.is_available():
+        pytest.skip('CUDA decides on a GPU machine')
+    assert tp.choose_auto_dtype()[0] == ('bf16' if fast else 'fp32')
+
+
+# ---------------------------------------------------------------------- #
+# conversion
+def test_fp32_default_leaves_teacher_untouched():
+    model = distiller('fp32')
+    assert not model.teacher_precision.active
+    assert sum(isinstance(m, nn.BatchNorm2d)
+               for m in model.teacher.modules()) == 2
+    assert all(p.dtype == torch.float32 for p in model.teacher.parameters())
+
+
+def test_conversion_folds_bn_keeps_paths_and_dtypes(teacher_ckpt):
+    model = distiller('bf16', channels_last=True, teacher_ckpt=teacher_ckpt)
+    teacher = model.teacher
+    # both backbone BNs follow a conv whose output only they read
+    assert model.teacher_precision.folded == {
+        'backbone.1': 'backbone.0',
+        'backbone.4': 'backbone.3'
+    }
+    assert isinstance(teacher.backbone[1], tp._FoldedBN)
+    conv = teacher.backbone[0]
+    assert conv.weight.dtype == torch.bfloat16 and conv.bias is not None
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not any(p.requires_grad for p in teacher.parameters())
+
+
+def test_folded_fp32_features_equal_unfolded(teacher_ckpt):
+    """fp32 + channels-last only folds BN: features equal to the plain
+    teacher's up to fp32 rounding."""
+    plain = distiller('fp32', teacher_ckpt=teacher_ckpt)
+    folded = distiller('fp32', channels_last=True, teacher_ckpt=teacher_ckpt)
+    assert len(folded.teacher_precision.folded) == 2
+    x = torch.rand(2, 3, 16, 16)
+    a = plain.teacher_features(x)['neck']
+    b = folded.teacher_features(x)['neck']
+    for u, v in zip(a, b):
+        assert v.dtype == torch.float32 and v.is_contiguous()
+        assert rel_err(v, u) < 1e-5
+
+
+def test_recorded_conv_output_is_not_folded(teacher_ckpt):
+    model = distiller(
+        'bf16',
+        teacher_ckpt=teacher_ckpt,
+        truncate_teacher=False,  # else BN 4 never runs and is not folded
+        distill=dict(
+            conv=dict(
+                student='backbone.0',
+                connector=dict(
+                    type='ChannelWiseTransform',
+                    in_channels=8,
+                    out_channels=16),
+                loss=dict(type='FeatureL2Loss'))))
+    assert model.teacher_precision.folded == {'backbone.4': 'backbone.3'}
+    bn = model.teacher.backbone[1]
+    assert isinstance(bn, nn.BatchNorm2d)
+    # an unfolded BN keeps its parameters and statistics in fp32
+    assert bn.weight.dtype == bn.running_var.dtype == torch.float32
+    assert model.teacher.backbone[0].weight.dtype == torch.bfloat16
+
+
+class StandardisedConv(nn.Conv2d):
+    """Weight standardisation: a scale folded into the weight is undone."""
+
+    def forward(self, x):
+        w = self.weight
+        w = (w - w.mean((1, 2, 3), keepdim=True)) / (
+            w.std((1, 2, 3), keepdim=True) + 1e-5)
+        return F.conv2d(x, w, self.bias, self.stride, self.padding)
+
+
+def test_folding_that_changes_features_is_undone(teacher_ckpt):
+    teacher = copy.deepcopy(
+        distiller('fp32', teacher_ckpt=teacher_ckpt).teacher)
+    ws = StandardisedConv(3, 16, 3, padding=1)
+    ws.load_state_dict(teacher.backbone[0].state_dict())
+    teacher.backbone[0] = ws
+    x = torch.rand(1, 3, 16, 16)
+    reference = teacher.backbone(x)
+    precision = tp.TeacherPrecision('fp32', channels_last=True)
+    with log_messages() as messages:
+        precision.convert(teacher, lambda: {'backbone': teacher.backbone(x)})
+    assert any("changed the recorded feature(s) ['backbone']" in m
+               for m in messages), messages
+    assert precision.folded == {}
+    assert isinstance(teacher.backbone[1], nn.BatchNorm2d)
+    assert isinstance(teacher.backbone[4], nn.BatchNorm2d)
+    assert rel_err(teacher.backbone(x), reference) < 1e-5
+
+
+def test_to_and_float_keep_the_teacher_dtype():
+    model = distiller('bf16', channels_last=True)
+    model.float()
+    model.to('cpu')
+    model.to(torch.float32)
+    conv = model.teacher.neck.conv
+    assert conv.weight.dtype == torch.bfloat16
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    # the student and connectors follow .float() as usual
+    assert all(p.dtype == torch.float32 for p in model.student.parameters())
+    model.double()
+    assert conv.weight.dtype == torch.bfloat16
+    assert model.student.neck.conv.weight.dtype == torch.float64
+
+
+# ---------------------------------------------------------------------- #
+# running, in every precision
+@pytest.mark.parametrize('dtype', list(DTYPES))
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_features_come_back_in_student_dtype_and_no_grad_reaches_teacher(
+        dtype, channels_last, teacher_ckpt):
+    model = distiller(
+        dtype, channels_last=channels_last, teacher_ckpt=teacher_ckpt)
+    seen = []
+    model.teacher.neck.register_forward_hook(
+        lambda m, a, out: seen.append(out[0].dtype))
+    model.train()
+    x = torch.rand(2, 3, 16, 16)
+    losses = model(x, [0, 1], mode='loss')
+    assert seen == [DTYPES[dtype]]
+    sum(losses.values()).backward()
+    assert all(p.grad is None for p in model.teacher.parameters())
+    assert not any(p.requires_grad for p in model.teacher.parameters())
+    assert model.distill_pairs.neck.connector.mlp[0].weight.grad is not None
+    feats = model.teacher_features(x)['neck']
+    assert all(
+        f.dtype == torch.float32 and f.is_contiguous() and not f.requires_grad
+        for f in feats)
+    reference = distiller('fp32', teacher_ckpt=teacher_ckpt)
+    tol = {'fp32': 1e-5, 'bf16': 2e-2, 'fp16': 2e-3}[dtype]
+    for f, r in zip(feats, reference.teacher_features(x)['neck']):
+        assert rel_err(f, r) < tol
+
+
+@pytest.mark.parametrize('dtype', ['bf16', 'fp16'])
+def test_converted_teacher_ignores_autocast(dtype):
+    model = distiller(dtype)
+    seen = []
+    model.teacher.neck.register_forward_hook(
+        lambda m, a, out: seen.append(out[0].dtype))
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        model(torch.rand(2, 3, 16, 16), [0, 1], mode='loss')
+    assert seen == [DTYPES[dtype]]
+
+
+@pytest.mark.parametrize('dtype', list(DTYPES))
+def test_truncation_in_every_precision(dtype):
+    model = distiller(dtype, channels_last=True)
+    head_calls = []
+    model.teacher.head.register_forward_hook(lambda *a: head_calls.append(1))
+    x = torch.rand(2, 3, 16, 16)
+    cut = model.teacher_features(x)
+    assert head_calls == []
+    model.truncate_teacher = False
+    full = model.teacher_features(x)
+    assert head_calls == [1]
+    for a, b in zip(cut['neck'], full['neck']):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize('dtype', list(DTYPES))
+def test_build_time_check_in_every_precision(dtype):
+    bad = dict(
+        neck=dict(
+            student='neck',
+            connector=dict(
+                type='ChannelWiseTransform', in_channels=8, out_channels=12),
+            loss=dict(type='FeatureL2Loss')))
+    with pytest.raises(ValueError, match='out_channels=12 but the teacher'):
+        distiller(dtype, channels_last=True, distill=bad)
+    good = distiller(dtype, channels_last=True)
+    assert good._checked
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+@pytest.mark.parametrize('dtype', ['fp16', 'bf16'])
+def test_cuda_teacher_precision(dtype, teacher_ckpt):
+    if dtype == 'bf16' and not torch.cuda.is_bf16_supported():
+        pytest.skip('this GPU has no bf16')
+    model = distiller(dtype, channels_last=True, teacher_ckpt=teacher_ckpt)
+    model = model.cuda()
+    conv = model.teacher.backbone[0]
+    assert conv.weight.is_cuda and conv.weight.dtype == DTYPES[dtype]
+    x = torch.rand(2, 3, 16, 16, device='cuda')
+    losses = model(x, torch.tensor([0, 1]).cuda(), mode='loss')
+    sum(losses.values()).backward()
+    assert all(p.grad is None for p in model.teacher.parameters())
+    reference = distiller('fp32', teacher_ckpt=teacher_ckpt).cuda()
+    for f, r in zip(
+            model.teacher_features(x)['neck'],
+            reference.teacher_features(x)['neck']):
+        assert f.dtype == torch.float32
+        assert rel_err(f, r) < 2e-2
+
+
+def test_conversion_does_not_draw_from_the_global_generator():
+    """Seeded runs give the same connectors and data order whatever the
+    teacher's precision: the dummy pass that finds the BNs to fold uses a
+    generator of its own."""
+    model = distiller('fp32')
+    state = torch.get_rng_state()
+    trace, _ = model._teacher_trace((1, 3, 16, 16))
+    trace()
+    assert torch.equal(torch.get_rng_state(), state)
+    draws = []
+    for dtype in ('fp32', 'bf16'):
+        model = distiller(dtype, channels_last=True)  # seeds 0 first
+        draws.append(
+            (model.distill_pairs.neck.connector.mlp[0].weight, torch.rand(3)))
+    assert torch.equal(draws[0][0], draws[1][0])
+    assert torch.equal(draws[0][1], draws[1][1])
+
+
+def test_ofd_margin_comes_from_the_bn_before_it_is_folded(teacher_ckpt):
+    """MarginReLU reads the teacher BN when it is bound; folding that BN
+    afterwards must not change the margin or the pre-ReLU feature."""
+    ofd = dict(
+        stage=dict(
+            student='backbone.5:input',
+            teacher='backbone.5:input',
+            connector=dict(
+                type='ChannelWiseTransform', in_channels=8, out_channels=16),
+            teacher_connector=dict(type='MarginReLU'),
+            loss=dict(type='FeatureL2Loss')))
+    fp32 = distiller('fp32', teacher_ckpt=teacher_ckpt, distill=ofd)
+    bf16 = distiller(
+        'bf16', channels_last=True, teacher_ckpt=teacher_ckpt, distill=ofd)
+    assert 'backbone.4' in bf16.teacher_precision.folded
+    margins = [
+        m.distill_pairs.stage.teacher_connector.margin for m in (fp32, bf16)
+    ]
+    assert margins[0].numel() == 16 and margins[0].dtype == torch.float32
+    assert torch.equal(margins[0], margins[1])
+    x = torch.rand(2, 3, 16, 16)
+    a = fp32.teacher_features(x)['backbone.5:input']
+    b = bf16.teacher_features(x)['backbone.5:input']
+    assert rel_err(b, a) < 2e-2
