@@ -33,7 +33,8 @@ RTOL = 2e-2
 CONFIGS = {
     'mmdet':
     'configs/cwt/cwt_fpn_faster-rcnn_r101_faster-rcnn_r50_8xb2-2x_coco.py',
-    'mmseg': 'configs/cwd/'
+    'mmseg':
+    'configs/cwd/'
     'cwd_logits_pspnet_r101-d8_pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py',
     'mmpretrain':
     'configs/cwt/cwt_last-stage_resnet50_mobilenet-v1_8xb32-100e_in1k.py',

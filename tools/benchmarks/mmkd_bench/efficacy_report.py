@@ -75,7 +75,8 @@ def markdown_table(rows: Sequence[dict], metric_label: str) -> str:
             ps = r['paired']
             gain = f"{r['gain']:+.2f} +- {r['gain_std']:.2f}"
             t = '' if ps['t'] is None else f"{ps['t']:.2f}"
-            p = '' if ps['p'] is None else f"{ps['p']:.3f}"
+            p = ('' if ps['p'] is None else
+                 '< 0.001' if ps['p'] < 1e-3 else f"{ps['p']:.3f}")
             wins = f"{ps['wins']} / {ps['n']}"
         lines.append(f"| {r['model']} | {r['n']} | {r['mean']:.2f} +- "
                      f"{r['std']:.2f} | {gain} | {t} | {p} | {wins} | "

@@ -75,7 +75,7 @@ class TinyData:
 
 def shrink(cfg: Config, data: TinyData, work_dir: str) -> Config:
     """Point ``cfg`` at tiny data: one epoch, batch 1 per process (2 for
-    classifiers)."""
+    classifiers and segmenters)."""
     from mmkd_channel.testing.tiny_cifar import tiny_cifar_config
     from mmkd_channel.testing.tiny_configs import (tiny_cls_config,
                                                    tiny_det_config,
@@ -91,9 +91,9 @@ def shrink(cfg: Config, data: TinyData, work_dir: str) -> Config:
             work_dir,
             img_scale=(2 * IMG, IMG),
             crop_size=(IMG, IMG),
-            batch_size=1)
-    # classifiers train on batches of 2: a 32 px image ends as a 1x1 map,
-    # and BatchNorm needs more than one value per channel
+            batch_size=2)
+    # classifiers and PSPNet (its pyramid pooling has a 1x1 branch) train
+    # on batches of 2: BatchNorm needs more than one value per channel
     elif kind == 'imagenet':
         tiny_cls_config(cfg, d, work_dir, img_size=CLS_IMG, batch_size=2)
     else:
