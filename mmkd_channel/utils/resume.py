@@ -194,7 +194,13 @@ def patch_runner() -> None:
                                  revise_keys=[(r'^module\.', '')]):
         source = _LOADING.get()
         if source is not None:
-            error = key_coverage_error(model, checkpoint, revise_keys,
+            # MMEngine's load_state_dict loads a wrapper's or a TTA model's
+            # keys into its `module`: count the keys of what it loads into
+            from mmengine.model import BaseTTAModel, is_model_wrapper
+            target = model
+            while is_model_wrapper(target) or isinstance(target, BaseTTAModel):
+                target = target.module
+            error = key_coverage_error(target, checkpoint, revise_keys,
                                        f'checkpoint {source!r}')
             if error is not None:
                 raise ValueError(error)

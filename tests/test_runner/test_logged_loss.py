@@ -98,6 +98,10 @@ def test_logged_total_is_sum_of_logged_terms(host, request, tmp_path):
         batch_size=batch_size)
     for key in ('val_dataloader', 'val_cfg', 'val_evaluator'):
         cfg[key] = None
+    # mmdet / mmseg name their visualizer 'visualizer': MMEngine would hand
+    # this runner the instance (and log dir) of an earlier runner of the
+    # test session
+    cfg.visualizer.name = f'visualizer_{tmp_path.name}'
     runner = Runner.from_cfg(cfg)
     runner.train()
 

@@ -28,9 +28,9 @@ from .pair_check import (DistillCheckError, connectors_of, is_pooled,
                          unwrap_single)
 from .preprocess import TeacherInputRemap
 from .recorder import FeatureRecorder, get_submodule, parse_path
+from .teacher_precision import TeacherPrecision
 from .teachers import (SINGLE, check_all_used, normalise_teachers,
                        resolve_teacher_model)
-from .teacher_precision import TeacherPrecision
 
 ModelCfg = Union[str, dict, ConfigDict]
 
