@@ -663,7 +663,7 @@ class FeatureDistiller(RefuseHostModelArgs, BaseModel):
         # its own generator: converting must not change seeded runs
         inputs = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
         stop = {} if self.truncate_teacher else None
-        teacher = teacher if teacher is not None else next(iter(self.teachers))
+        teacher = self._teacher_name(teacher)
         recorder = self.teacher_recorders[teacher]
 
         def trace() -> dict:
@@ -933,12 +933,16 @@ class FeatureDistiller(RefuseHostModelArgs, BaseModel):
             teacher.eval()
         return self
 
+    def _teacher_name(self, teacher: Optional[str]) -> str:
+        """``teacher``, or the first teacher's name when it is ``None``."""
+        return teacher if teacher is not None else next(iter(self.teachers))
+
     def _teacher_inputs(self,
                         inputs: Tensor,
                         teacher: Optional[str] = None) -> Tensor:
         """The student's preprocessed batch in a teacher's normalisation
         (default: the first teacher's)."""
-        name = teacher if teacher is not None else next(iter(self.teachers))
+        name = self._teacher_name(teacher)
         if name not in self.teacher_inputs or not isinstance(inputs, Tensor):
             return inputs
         return self.teacher_inputs[name](inputs)
@@ -1067,7 +1071,7 @@ class FeatureDistiller(RefuseHostModelArgs, BaseModel):
             teacher (str, optional): Which teacher (a key of
                 ``self.teachers``); default: the first.
         """
-        name = teacher if teacher is not None else next(iter(self.teachers))
+        name = self._teacher_name(teacher)
         model = self.teachers[name]
         expected = None
         if self.truncate_teacher:
@@ -1088,7 +1092,7 @@ class FeatureDistiller(RefuseHostModelArgs, BaseModel):
                      teacher: Optional[str] = None) -> dict:
         """A teacher's (default: the first's) recorded features, in the
         student's dtype."""
-        name = teacher if teacher is not None else next(iter(self.teachers))
+        name = self._teacher_name(teacher)
         precision = self.teacher_precisions[name]
         device = inputs.device.type if isinstance(inputs, Tensor) else 'cpu'
         with torch.no_grad(), precision.forward_context(device), \
