@@ -123,12 +123,19 @@ def test_phases_train_only_their_models(tiny_bench):
 
 
 def test_memory_in_process_and_in_a_fresh_process(tiny_bench, repo_root):
+    # The kernel batches each thread's RSS counter (up to 64 pages) before
+    # it reaches /proc, so a phase whose allocations fit in memory malloc
+    # already holds can read a fraction of a megabyte below its start.
+    slack_mb = 1.0
     m = measure_memory_in_process(tiny_bench, 'distill', repeats=1)
-    assert m['peak_mb'] > 0 and m['delta_mb'] >= 0
+    assert m['peak_mb'] > 0 and m['delta_mb'] > -slack_mb
     kwargs = dict(TINY_KWARGS, config=osp.join(repo_root, CWT_CLS))
     fresh = measure_memory(kwargs, phases=['student'], repeats=1)
     assert fresh['student']['peak_mb'] > 0
-    assert fresh['student']['delta_mb'] >= 0
+    assert fresh['student']['delta_mb'] > -slack_mb
+    # The peak is a real process size, not a delta: the built models alone
+    # take tens of megabytes.
+    assert fresh['student']['peak_mb'] > fresh['student']['delta_mb'] + 10
 
 
 @pytest.mark.parametrize('kind', ['mmdet', 'mmseg', 'mmpretrain'])
