@@ -50,3 +50,34 @@ def test_efficacy_table_pairs_seeds():
     assert cells[5] == '2 / 1 / 1'
     gain = [a - p for a, p in zip(fp32, plain)]
     assert cells[6].startswith(f'{statistics.fmean(gain):+.2f}')
+
+
+def test_efficacy_report_adds_the_precision_table_only_with_both_arms(
+        tmp_path):
+    from mmkd_bench.efficacy_report import write_report
+    from mmkd_bench.task_base import RunResult
+
+    class FakeTask:
+        metric_label = 'top-1 (%)'
+        settings = {}
+        sources = {}
+
+        def describe(self):
+            return ['fake']
+
+    def report(models):
+        runs = [
+            RunResult('t', m, s, 90.0 + s + (0.5 if m == 'cwt_bf16' else 0),
+                      1.0) for m in models for s in range(3)
+        ]
+        entry = dict(task=FakeTask(), runs=runs, skipped={}, time=1.0)
+        return write_report(
+            dict(fake=entry), str(tmp_path), [m for m in models])
+
+    with_both = report(['plain', 'cwt', 'cwt_bf16'])
+    section = with_both.split('Teacher precision', 1)[1]
+    row = next(line for line in section.splitlines()
+               if line.startswith('| cwt |'))
+    # three seeds, bf16 0.5 better on each: mean +0.50, no spread, 3 wins
+    assert '| 3 |' in row and '+0.50 +- 0.00' in row and '3 / 0 / 0' in row
+    assert 'Teacher precision' not in report(['plain', 'cwt'])

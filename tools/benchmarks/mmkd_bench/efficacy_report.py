@@ -84,6 +84,23 @@ def markdown_table(rows: Sequence[dict], metric_label: str) -> str:
     return '\n'.join(lines)
 
 
+def _precision_section(runs: Sequence[RunResult], label: str) -> List[str]:
+    """The fp32 against the reduced-precision teacher, paired by seed,
+    where both arms of a method ran (``<method>`` and ``<method>_bf16``)."""
+    from .precision import format_precision_efficacy
+    models = {r.model for r in runs}
+    if not any(m.endswith('_bf16') and m[:-5] in models for m in models):
+        return []
+    table = format_precision_efficacy(
+        [dict(model=r.model, seed=r.seed, value=r.value) for r in runs],
+        label=label)
+    return [
+        'Teacher precision: each method with its teacher in fp32 and in '
+        'bf16 (channels-last), same seeds; the difference is paired by '
+        'seed.', '', table, ''
+    ]
+
+
 def write_report(report: Dict[str, dict],
                  out_dir: str,
                  methods: Sequence[str],
@@ -118,6 +135,7 @@ def write_report(report: Dict[str, dict],
         md += [f'## {name}', ''] + [f'- {d}' for d in task.describe()]
         md += [f"- wall time of the task: {entry['time'] / 60:.1f} min", '']
         md += [markdown_table(rows, task.metric_label), '']
+        md += _precision_section(entry['runs'], task.metric_label)
         for m, (path, how) in task.sources.items():
             md.append(f'- {m}: `{path}` ({how})')
         for m, why in entry['skipped'].items():
