@@ -64,7 +64,7 @@ def inline_hub_teacher(cfg: Config) -> None:
     data's; a dict can be changed, a path cannot. Local paths are kept
     (they are what relative-path resolution is tested with).
     """
-    from mmkd_channel.models.distillers.feature_distiller import host_model_cfg
+    from mmkd_channel.models.distillers.host_models import host_model_cfg
     teacher = cfg.model.get('teacher') if 'student' in cfg.model else None
     if isinstance(teacher, str) and '::' in teacher:
         cfg.model.teacher = host_model_cfg(teacher, 'teacher')

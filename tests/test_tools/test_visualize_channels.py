@@ -12,7 +12,7 @@ import torch
 from mmengine.config import Config
 from PIL import Image
 
-from mmkd_channel.models.distillers.feature_distiller import _Pair
+from mmkd_channel.models.distillers.distill_pair import DistillPair as _Pair
 from mmkd_channel.testing.tiny_configs import tiny_det_config
 
 TOOL = 'tools/analysis_tools/visualize_channels.py'
