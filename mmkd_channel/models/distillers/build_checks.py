@@ -20,6 +20,24 @@ from .recorder import get_submodule, parse_path
 from .teachers import SINGLE, resolve_teacher_model
 
 
+def _width_problem(desc: str, connector, key: str, role: str, path: str,
+                   feat) -> List[str]:
+    """A connector's fixed ``in_channels`` / ``out_channels`` against the
+    channels of the feature it meets (the first level that differs)."""
+    width = getattr(connector, key, None)
+    if not isinstance(width, int):
+        return []
+    for f in as_tensor_list(feat):
+        if f.dim() >= 2 and f.shape[1] != width:
+            return [
+                f'{desc}: connector {type(connector).__name__} has '
+                f"{key}={width} but the {role} feature '{path}' has "
+                f'{f.shape[1]} channels (shape {tuple(f.shape)}). Fix: set '
+                f"{key}={f.shape[1]}, or leave it out ('auto')."
+            ]
+    return []
+
+
 class DistillBuildChecks:
     """Mixin of :class:`~.feature_distiller.FeatureDistiller`: everything
     between building the models and the first training step.
@@ -400,28 +418,11 @@ class DistillBuildChecks:
             ]
         problems = []
         for c in conns:
-            in_ch = getattr(c, 'in_channels', None)
-            if isinstance(in_ch, int):
-                for f in as_tensor_list(s):
-                    if f.dim() >= 2 and f.shape[1] != in_ch:
-                        problems.append(
-                            f'{desc}: connector {type(c).__name__} has '
-                            f"in_channels={in_ch} but the student feature "
-                            f"'{sp}' has {f.shape[1]} channels (shape "
-                            f'{tuple(f.shape)}). Fix: set in_channels='
-                            f"{f.shape[1]}, or leave it out ('auto').")
-                        break
-            out_ch = getattr(c, 'out_channels', None)
-            if isinstance(out_ch, int) and pair.teacher_connector is None:
-                for f in as_tensor_list(t):
-                    if f.dim() >= 2 and f.shape[1] != out_ch:
-                        problems.append(
-                            f'{desc}: connector {type(c).__name__} has '
-                            f"out_channels={out_ch} but the teacher feature "
-                            f"'{tp}' has {f.shape[1]} channels (shape "
-                            f'{tuple(f.shape)}). Fix: set out_channels='
-                            f"{f.shape[1]}, or leave it out ('auto').")
-                        break
+            problems += _width_problem(desc, c, 'in_channels', 'student', sp,
+                                       s)
+            if pair.teacher_connector is None:
+                problems += _width_problem(desc, c, 'out_channels', 'teacher',
+                                           tp, t)
         if problems:
             return problems
         try:
