@@ -62,8 +62,14 @@ def test_every_pair_and_side_in_one_message():
                 connector=dict(
                     type='ChannelWiseTransform',
                     in_channels=4,
-                    out_channels=16))))
-    assert msg.startswith('FeatureDistiller: 4 problem(s) with `distill`')
+                    out_channels=16)),
+            d=l2(
+                'neck',
+                connector=dict(
+                    type='ChannelWiseTransform',
+                    in_channels=8,
+                    out_channels=12))))
+    assert msg.startswith('FeatureDistiller: 5 problem(s) with `distill`')
     for part in ("  1. distill['a']: student module path 'nekc'",
                  "  2. distill['a']: teacher module path 'bakbone.9'",
                  "Fix: give an existing teacher path (the student path of "
@@ -71,7 +77,9 @@ def test_every_pair_and_side_in_one_message():
                  "distill['b']: student 'neck' [(1, 8, 8, 8), (1, 8, 4, 4)]"
                  ", teacher 'neck' [(1, 16, 8, 8), (1, 16, 4, 4)]",
                  "Fix: add a connector", "distill['c']", 'in_channels=4',
-                 "'neck' has 8 channels", 'Fix: set in_channels=8'):
+                 "'neck' has 8 channels", 'Fix: set in_channels=8',
+                 "distill['d']", "out_channels=12 but the teacher feature "
+                 "'neck' has 16 channels", 'Fix: set out_channels=16'):
         assert part in msg, part
     # it is still a KeyError (paths) and a ValueError (shapes)
     assert isinstance(DistillCheckError('x'), KeyError)
