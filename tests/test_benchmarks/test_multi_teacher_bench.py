@@ -10,7 +10,7 @@ import yaml
 from bench_utils import REPO
 from mmkd_bench.overhead import (OverheadBenchmark, benchmark_config,
                                  count_modules_run)
-from mmkd_bench.precision import benchmark_precision
+from mmkd_bench.precision import benchmark_precision, format_precision_table
 from mmkd_bench.report import format_tables
 
 
@@ -166,3 +166,10 @@ def test_precision_benchmark_converts_and_times_every_teacher(bench):
         sum(t.numel() * t.element_size() for t in both) / 2**20)
     assert m['weights_lp_mb'] == pytest.approx(m['weights_mb'] / 2, rel=0.05)
     assert m['teacher_fwd_mb'] >= 0 and m['teacher_lp_fwd_mb'] >= 0
+    rows = [
+        ln for ln in format_precision_table([r]).splitlines()
+        if ln.startswith(f'| {osp.splitext(osp.basename(CONFIG))[0]} | ')
+    ]
+    # times, memory, then one row per teacher
+    assert [ln.split(' | ')[1] for ln in rows[2:]] == ['cnn', 'vit']
+    assert all(ln.endswith('| bf16 | yes |') for ln in rows[2:])

@@ -242,6 +242,22 @@ def format_precision_table(results: Sequence[dict]) -> str:
         'above what was in use before it, sampled after every module '
         '(activations and recorded features).'
     ]
+    several = [r for r in results if len(r.get('teachers') or {}) > 1]
+    if several:
+        lines += [
+            '', f'| config | teacher | (b) its fwd fp32 | (b) its fwd {lp} '
+            f'| (b)/(b_{lp}) | dtype | truncated in it |',
+            '|---|---|---:|---:|---:|---|---|'
+        ]
+    for r in several:
+        name = r['config'].rsplit('/', 1)[-1].rsplit('.', 1)[0]
+        for teacher, t in r['teachers'].items():
+            med = {p: v['median_ms'] for p, v in t['times'].items()}
+            lines.append(
+                f"| {name} | {teacher} | {med['teacher']:.1f} | "
+                f"{med['teacher_lp']:.1f} | {t['teacher_speedup']:.2f} | "
+                f"{t['teacher_dtype']} | "
+                f"{'yes' if t['truncated_lp'] else 'no'} |")
     return '\n'.join(lines)
 
 
