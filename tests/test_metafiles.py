@@ -7,7 +7,9 @@ MMEngine must find the index through ``mmkd_channel/.mim``. A new config folder
 therefore fails here until its metafile is written and imported by ``model-
 index.yml``. Entries follow MMRazor's form: ``Metadata.Teacher`` /
 ``Metadata.Student`` hold ``Config``, ``Weights`` and ``Metrics`` (checked
-against the config itself and the host's own metafile), ``Results`` hold the
+against the config itself and the host's own metafile; a config with
+``teachers=dict(name=dict(config=..., ckpt=...))`` has ``Metadata.Teachers``,
+one such entry per name), ``Results`` hold the
 distilled student's absolute published numbers (checked against the
 method's README, which cites them).
 """
@@ -53,7 +55,8 @@ def distill_models():
 
 
 def config_facts(path):
-    """First ``_base_`` entry, ``model.teacher``, ``model.teacher_ckpt``.
+    """First ``_base_`` entry, ``model.teacher``, ``model.teacher_ckpt``
+    and ``model.teachers`` (``name -> {'config', 'ckpt'}``).
 
     Read from the file's syntax tree, so nothing is imported or downloaded.
     """
@@ -76,6 +79,15 @@ def config_facts(path):
                 if kw.arg in ('teacher', 'teacher_ckpt') and isinstance(
                         kw.value, ast.Constant):
                     facts[kw.arg] = kw.value.value
+                elif kw.arg == 'teachers' and isinstance(kw.value, ast.Call):
+                    facts['teachers'] = {
+                        t.arg: {
+                            k.arg: k.value.value
+                            for k in t.value.keywords
+                            if isinstance(k.value, ast.Constant)
+                        }
+                        for t in kw.value.keywords
+                    }
     return facts
 
 
@@ -169,8 +181,10 @@ def test_collections_and_fields():
         assert 'Weights' not in model, \
             f'{where}: no trained weights are shipped; remove Weights'
         is_distill = osp.basename(model['Config']).startswith(DISTILL_PREFIXES)
-        assert is_distill == ('Teacher' in meta and 'Student' in meta), \
-            f'{where}: a distillation config (only) has Teacher and Student'
+        has_teacher = ('Teacher' in meta) != ('Teachers' in meta)
+        assert is_distill == (has_teacher and 'Student' in meta), (
+            f'{where}: a distillation config (only) has Student and either '
+            'Teacher or Teachers')
         results = model.get('Results')
         if results is None:
             assert model.get('Comment'), \
@@ -196,9 +210,18 @@ def test_teacher_and_student_match_the_config(metafile, model):
     where = f'{metafile}: {model["Name"]}'
     meta = model['Metadata']
     facts = config_facts(model['Config'])
-    teacher, student = meta['Teacher'], meta['Student']
-    assert teacher['Config'] == facts['teacher'], where
-    assert teacher['Weights'] == facts['teacher_ckpt'], where
+    student = meta['Student']
+    if 'Teachers' in meta:
+        assert set(meta['Teachers']) == set(facts.get('teachers', {})), where
+        for name, teacher in meta['Teachers'].items():
+            assert teacher['Config'] == facts['teachers'][name]['config'], \
+                (where, name)
+            assert teacher['Weights'] == facts['teachers'][name]['ckpt'], \
+                (where, name)
+    else:
+        teacher = meta['Teacher']
+        assert teacher['Config'] == facts['teacher'], where
+        assert teacher['Weights'] == facts['teacher_ckpt'], where
     # the student is the baseline config the distillation config inherits
     assert student['Config'] == facts['base'], where
     # {algorithm}_{location}_...: the name's location is Metadata.Location
@@ -210,8 +233,11 @@ def test_teacher_and_student_match_the_config(metafile, model):
     distill_models(),
     ids=[m['Name'] for _, m in distill_models()])
 def test_host_metrics_and_weights_are_the_host_zoo_ones(metafile, model):
-    for role in ('Teacher', 'Student'):
-        entry = model['Metadata'][role]
+    meta = model['Metadata']
+    roles = [(r, meta[r]) for r in ('Teacher', 'Student') if r in meta]
+    roles += [(f'Teachers.{n}', t)
+              for n, t in (meta.get('Teachers') or {}).items()]
+    for role, entry in roles:
         if '::' not in entry['Config'] or 'Metrics' not in entry:
             continue
         where = f'{metafile}: {model["Name"]}: {role}'

@@ -43,13 +43,13 @@ def set_num_classes(model_cfg: dict, num_classes: int) -> None:
 
 
 def host_models(cfg: Config) -> list:
-    """The host model dicts of a config: the model, or student/teacher."""
+    """The host model dicts of a config: the model, or student/teacher(s)."""
     model = cfg.model
     if 'student' in model:
-        return [
-            m for m in (model.student, model.get('teacher'))
-            if isinstance(m, dict)
+        teachers = [model.get('teacher')] + [
+            t.get('config') for t in (model.get('teachers') or {}).values()
         ]
+        return [m for m in [model.student] + teachers if isinstance(m, dict)]
     return [model]
 
 
@@ -129,6 +129,8 @@ def common_overrides(cfg: Config,
     """Schedule, logging, hooks, determinism and the CPU backend."""
     if 'student' in cfg.model:
         cfg.model.teacher_ckpt = None
+        for teacher in (cfg.model.get('teachers') or {}).values():
+            teacher.ckpt = None  # nothing downloads
     for m in host_models(cfg):
         no_pretrained(m)
     cfg.work_dir = work_dir

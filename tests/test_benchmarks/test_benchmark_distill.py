@@ -75,11 +75,18 @@ def test_cli_writes_json_and_table(repo_root, tmp_path, monkeypatch):
     assert math.isfinite(r['ratio_paired'])
 
     table = format_tables(data['results'])
+    name = osp.splitext(osp.basename(CWT_CLS))[0]
     rows = [
-        ln for ln in table.splitlines()
-        if ln.startswith('| ' + osp.splitext(osp.basename(CWT_CLS))[0] + ' |')
+        ln for ln in table.split('\n\n')[0].splitlines()
+        if ln.startswith(f'| {name} |')
     ]
     assert len(rows) == 1 and rows[0].count('|') == 12
+    # the per-teacher table: one row, its one teacher, truncated
+    (row, ) = [
+        ln for ln in table.splitlines()
+        if ln.startswith(f'| {name} | teacher |')
+    ]
+    assert row.endswith('| yes | yes |')
 
 
 def test_phases_train_only_their_models(tiny_bench):

@@ -10,7 +10,7 @@ import os.path as osp
 import re
 
 import pytest
-from mmengine.config import Config
+from mmengine.config import Config, ConfigDict
 from mmengine.runner import Runner
 
 from mmkd_channel.testing.tiny_cifar import tiny_cifar_config
@@ -48,6 +48,15 @@ def expected_metrics(cfg: Config) -> list:
 
 def is_distill(cfg: Config) -> bool:
     return cfg.model.type == 'mmkd_channel.FeatureDistiller'
+
+
+def teachers_of(cfg: Config) -> dict:
+    """``name -> {config, ckpt}`` of ``teachers=`` or of ``teacher=``."""
+    if 'teachers' in cfg.model:
+        return cfg.model.teachers
+    return dict(
+        teacher=ConfigDict(
+            config=cfg.model.teacher, ckpt=cfg.model.teacher_ckpt))
 
 
 def check_distill_name(path: str, cfg: Config) -> None:
@@ -96,8 +105,9 @@ def test_config_loads(path):
             ln for ln in f if ln.strip() and not ln.strip().startswith('#')
         ]
     assert len(code) <= 14, f'{path} has {len(code)} lines of code'
-    assert isinstance(cfg.model.teacher, str) and '::' in cfg.model.teacher
-    assert cfg.model.teacher_ckpt.startswith('https://download.openmmlab.com/')
+    for teacher in teachers_of(cfg).values():
+        assert isinstance(teacher.config, str) and '::' in teacher.config
+        assert teacher.ckpt.startswith('https://download.openmmlab.com/')
     assert cfg.model.distill and isinstance(cfg.model.student, dict)
 
 
@@ -112,9 +122,11 @@ def test_config_trains_and_validates(path, request, tmp_path):
     # the images are normalised by the host's own preprocessor settings
     assert model.data_preprocessor._enable_normalize
     if distill:
-        assert model.teacher_ckpt is None
+        assert set(model.teacher_ckpts.values()) == {None}
         assert model._checked, 'distilled pairs not checked at build time'
-        assert not any(p.requires_grad for p in model.teacher.parameters())
+        assert len(model.teachers) == len(teachers_of(cfg))
+        for teacher in model.teachers.values():
+            assert not any(p.requires_grad for p in teacher.parameters())
         assert set(model.distill_pairs) == set(cfg.model.distill)
     runner.train()
 

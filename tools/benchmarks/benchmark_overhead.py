@@ -1,9 +1,10 @@
 """Time a distiller's train step against the student step + teacher forward.
 
 For each config, in one process and on the same synthetic batches, the
-benchmark times (a) the plain student's train step, (b) the teacher's
-forward as the distiller runs it (truncated after the last distilled
-module), (b') the same without truncation, (d) the connectors and losses
+benchmark times (a) the plain student's train step, (b) the teachers'
+forward as the distiller runs it (each truncated after its own last
+distilled module; several teachers are timed together and each alone),
+(b') the same without truncation, (d) the connectors and losses
 alone and (c) the distiller's train step, interleaved, and reports median
 times, ``(c) / ((a) + (b))``, ``(c) / ((a) + (b) + (d))`` and the peak
 memory of (a), (b) and (c). See ``mmkd_bench/overhead.py`` beside this
@@ -122,7 +123,8 @@ def main(argv=None) -> list:
         results.append(r)
         logger.info(f"{osp.basename(config)}: ratio {r['ratio']:.3f} "
                     f"(paired {r['ratio_paired']:.3f}), truncation "
-                    f"x{r['truncation_speedup']:.2f}, features identical "
+                    f"x{r['truncation_speedup']:.2f}, every teacher "
+                    f"truncated {r['truncated']}, features identical "
                     f"{r['features_identical']} ({r['wall_time_s']:.0f} s)")
         if args.profile:
             bench = OverheadBenchmark(

@@ -173,7 +173,9 @@ def load_pairs(repo: str,
         index (str): The model index, relative to ``repo``.
 
     Returns:
-        list[Pair]: Models whose ``Metadata`` names a ``Teacher``.
+        list[Pair]: Models whose ``Metadata`` names a ``Teacher``. Models
+        with several (``Metadata.Teachers``) are not listed: the training
+        benchmark's plan evaluates one teacher per config.
     """
     with open(osp.join(repo, index)) as f:
         imports = yaml.safe_load(f).get('Import') or []

@@ -5,10 +5,12 @@ In one process and on the same synthetic batches it times
 * (a) ``student``: the plain student's train step (data preprocessing,
   forward with losses, backward, optimizer step through an
   ``OptimWrapper``), built from the distillation config's student dict;
-* (b) ``teacher``: the teacher's forward as the distiller runs it
-  (``FeatureDistiller.teacher_features`` on preprocessed inputs, under
-  ``no_grad``, truncated after the last recorded module unless the config
-  sets ``truncate_teacher=False``);
+* (b) ``teacher``: the teachers' forward as the distiller runs it
+  (``FeatureDistiller.teacher_features`` of every teacher, one after the
+  other, on preprocessed inputs, under ``no_grad``, each truncated after
+  its own last recorded module unless the config sets
+  ``truncate_teacher=False``); with several teachers each one's share is
+  timed too (``split_times``);
 * (b') ``teacher_full``: the same without truncation;
 * (d) ``losses``: the distillation terms alone, connectors and losses
   forward and backward on recorded features plus the optimizer step over
@@ -57,6 +59,8 @@ PHASE_LABELS = {
     'distill': '(c) distill step',
 }
 TIMERS = {'wall': time.perf_counter, 'process': time.process_time}
+# phases that run every teacher (each teacher's share is timed too)
+TEACHER_PHASES = ('teacher', 'teacher_full', 'teacher_lp')
 
 
 # --------------------------------------------------------------------- #
@@ -66,6 +70,23 @@ def _leaf(feat):
     if isinstance(feat, (tuple, list)):
         return type(feat)(_leaf(f) for f in feat)
     return feat.detach().clone().requires_grad_(feat.is_floating_point())
+
+
+def count_modules_run(model: torch.nn.Module, run) -> tuple:
+    """``(run(), number of model's modules entered during it)`` (forward
+    pre-hooks: a module counts once it starts, even if a truncated forward
+    stops inside it)."""
+    entered = set()
+    handles = [
+        m.register_forward_pre_hook(lambda mod, _: entered.add(id(mod)))
+        for m in model.modules()
+    ]
+    try:
+        out = run()
+    finally:
+        for h in handles:
+            h.remove()
+    return out, len(entered)
 
 
 def _sync(device: str) -> None:
@@ -111,6 +132,7 @@ class OverheadBenchmark:
             raise ValueError("timer='process' measures CPU time; use "
                              "'wall' on CUDA")
         self.clock = TIMERS[timer]
+        self.timer = timer
         cfg = load_distill_config(config, cfg_options)
         init_default_scope(cfg.get('default_scope', 'mmengine'))
         student_cfg = copy.deepcopy(cfg.model.student)
@@ -145,6 +167,10 @@ class OverheadBenchmark:
         if any(p.requires_grad for p in pairs.parameters()):
             self.optim_terms = build_optim_wrapper(pairs, optim_cfg)
         self.truncate = bool(self.distiller.truncate_teacher)
+        self.teacher_names = list(self.distiller.teachers)
+        # seconds of each teacher inside the last (b) / (b') call
+        self.last_split: Dict[str, float] = {}
+        self.split_times: Dict[str, Dict[str, list]] = {}
 
         num_classes = num_classes_of(student_cfg)
         with_mask = bool(getattr(self.student, 'with_mask', False))
@@ -173,7 +199,7 @@ class OverheadBenchmark:
                     mode='loss')
             self.preprocessed.append(data)
             self.student_calls.append(s_out['__calls__'])
-            self.features.append((s_out, self.teacher_forward(i, True)))
+            self.features.append((s_out, self.teachers_forward(i, True)))
 
     @staticmethod
     def _kind_of(student_cfg: dict) -> str:
@@ -186,29 +212,53 @@ class OverheadBenchmark:
         return host_kind(cls)
 
     # phases -----------------------------------------------------------
-    def teacher_forward(self, i: int, truncate: bool) -> dict:
-        """The teacher's forward on preprocessed batch ``i``."""
+    def teacher_forward(self,
+                        i: int,
+                        truncate: bool,
+                        teacher: Optional[str] = None,
+                        distiller=None) -> dict:
+        """One teacher's (default: the first's) forward on preprocessed
+        batch ``i``, as ``distiller`` (default: :attr:`distiller`) runs
+        it."""
+        distiller = distiller or self.distiller
         data = self.preprocessed[i]
-        old = self.distiller.truncate_teacher
-        self.distiller.truncate_teacher = truncate
+        old = distiller.truncate_teacher
+        distiller.truncate_teacher = truncate
         try:
-            return self.distiller.teacher_features(
+            return distiller.teacher_features(
                 data['inputs'],
                 data['data_samples'],
-                stop_after=self.student_calls[i])
+                stop_after=self.student_calls[i],
+                teacher=teacher)
         finally:
-            self.distiller.truncate_teacher = old
+            distiller.truncate_teacher = old
+
+    def teachers_forward(self,
+                         i: int,
+                         truncate: bool,
+                         distiller=None) -> Dict[str, dict]:
+        """Every teacher's forward on batch ``i``, in the distiller's
+        order (as its ``loss`` runs them): ``name -> features``. Each
+        teacher's seconds go to :attr:`last_split`."""
+        out, split = {}, {}
+        for name in self.teacher_names:
+            t0 = self.clock()
+            out[name] = self.teacher_forward(i, truncate, name, distiller)
+            split[name] = self.clock() - t0
+        self.last_split = split
+        return out
 
     def distill_terms(self, i: int) -> None:
         """Connectors + losses forward and backward on batch ``i``'s
         recorded features (student features as fresh leaves), then the
         connectors' optimizer step."""
-        s_out, t_out = self.features[i]
+        s_out, t_outs = self.features[i]
         samples = self.preprocessed[i]['data_samples']
         total = 0
         for pair in self.distiller.distill_pairs.values():
             s = _leaf(s_out[pair.student_path])
-            total = total + pair(s, t_out[pair.teacher_path], samples)
+            t = t_outs[pair.teacher_model][pair.teacher_path]
+            total = total + pair(s, t, samples)
         total.backward()
         if self.optim_terms is not None:
             self.optim_terms.step()
@@ -225,9 +275,9 @@ class OverheadBenchmark:
         if phase == 'student':
             self.student.train_step(arg, self.optim_student)
         elif phase == 'teacher':
-            self.teacher_forward(arg, self.truncate)
+            self.teachers_forward(arg, self.truncate)
         elif phase == 'teacher_full':
-            self.teacher_forward(arg, False)
+            self.teachers_forward(arg, False)
         elif phase == 'losses':
             self.distill_terms(arg)
         elif phase == 'distill':
@@ -248,18 +298,42 @@ class OverheadBenchmark:
         finally:
             gc.enable()
 
-    def truncation_check(self) -> dict:
-        """Teacher features with and without truncation, compared."""
+    def truncation_check(self, distiller=None) -> dict:
+        """Each teacher of ``distiller`` (default: :attr:`distiller`) with
+        and without truncation, on batch 0.
+
+        Returns:
+            dict: ``features_identical`` (every teacher records the same
+            features either way), ``truncated`` (every teacher entered
+            fewer of its modules when truncated) and per teacher under
+            ``teachers``: ``features_identical``, ``truncated`` and
+            ``modules_run`` (truncated, full) of ``modules_total``.
+        """
         from mmkd_channel.models.losses.base import as_tensor_list
-        cut, full = self.teacher_forward(0,
-                                         True), self.teacher_forward(0, False)
-        same = True
-        for p in self.distiller.teacher_recorder.paths:
-            a, b = as_tensor_list(cut.get(p, ())), as_tensor_list(
-                full.get(p, ()))
-            same &= len(a) == len(b) and all(
-                torch.equal(x, y) for x, y in zip(a, b))
-        return dict(features_identical=bool(same))
+        distiller = distiller or self.distiller
+        per = {}
+        for name in self.teacher_names:
+            model = distiller.teachers[name]
+            cut, n_cut = count_modules_run(
+                model, lambda: self.teacher_forward(0, True, name, distiller))
+            full, n_full = count_modules_run(
+                model, lambda: self.teacher_forward(0, False, name, distiller))
+            same = True
+            for p in distiller.teacher_recorders[name].paths:
+                a, b = as_tensor_list(cut.get(p, ())), as_tensor_list(
+                    full.get(p, ()))
+                same &= len(a) == len(b) and all(
+                    torch.equal(x, y) for x, y in zip(a, b))
+            per[name] = dict(
+                features_identical=bool(same),
+                truncated=n_cut < n_full,
+                modules_run=[n_cut, n_full],
+                modules_total=sum(1 for _ in model.modules()))
+        return dict(
+            features_identical=all(v['features_identical']
+                                   for v in per.values()),
+            truncated=all(v['truncated'] for v in per.values()),
+            teachers=per)
 
     def measure_times(self,
                       iters: int,
@@ -272,6 +346,13 @@ class OverheadBenchmark:
         iterations (each runs every phase once).
         """
         times: Dict[str, list] = {p: [] for p in phases}
+        split = {
+            p: {
+                n: []
+                for n in self.teacher_names
+            }
+            for p in phases if p in TEACHER_PHASES
+        }
         n = len(self.batches)
         with progress(warmup + iters, show_progress) as bar:
             for it in range(warmup + iters):
@@ -280,7 +361,10 @@ class OverheadBenchmark:
                     dt = self.timed(phase, it % n)
                     if it >= warmup:
                         times[phase].append(dt)
+                        for name, v in (split.get(phase) or {}).items():
+                            v.append(self.last_split[name])
                 bar.update()
+        self.split_times = split
         return times
 
 
@@ -294,6 +378,42 @@ def _stats(values: List[float]) -> dict:
         q1_ms=q[0] * 1e3,
         q3_ms=q[2] * 1e3,
         all_ms=[v * 1e3 for v in values])
+
+
+def paired_ratio(times: Dict[str, list], phase: str) -> float:
+    """Median over iterations of ``phase_i / (student_i + teacher_i)``."""
+    return statistics.median(
+        c / (a + b)
+        for a, b, c in zip(times['student'], times['teacher'], times[phase]))
+
+
+def result_base(bench: OverheadBenchmark, config: str, iters: int, warmup: int,
+                times: Dict[str, list]) -> dict:
+    """What every benchmark of :class:`OverheadBenchmark`'s kind reports:
+    the setup, ``times`` per phase and, per teacher, ``teachers[name]
+    ['times']`` (its share of each phase that runs the teachers)."""
+    return dict(
+        config=config,
+        host=bench.kind,
+        img_size=list(bench.img_size),
+        batch_size=bench.batch_size,
+        iters=iters,
+        warmup=warmup,
+        device=bench.device,
+        threads=torch.get_num_threads(),
+        timer=bench.timer,
+        times={
+            p: _stats(v)
+            for p, v in times.items()
+        },
+        teachers={
+            name:
+            dict(times={
+                p: _stats(v[name])
+                for p, v in bench.split_times.items()
+            })
+            for name in bench.teacher_names
+        })
 
 
 def benchmark_config(config: str,
@@ -318,7 +438,11 @@ def benchmark_config(config: str,
         ``ratio_paired`` (median over iterations of ``c_i / (a_i + b_i)``),
         ``ratio_with_losses`` (``c / (a + b + d)``),
         ``truncation_speedup`` (``b' / b``), ``features_identical``,
-        ``memory`` (per phase ``peak_mb`` and ``delta_mb``) and the setup.
+        ``truncated`` (every teacher ran fewer modules truncated),
+        ``teachers`` (per teacher: its share of (b) and (b'), its
+        truncation speedup and check, see
+        :meth:`OverheadBenchmark.truncation_check`), ``memory`` (per
+        phase ``peak_mb`` and ``delta_mb``) and the setup.
     """
     kwargs = dict(
         config=config,
@@ -332,31 +456,23 @@ def benchmark_config(config: str,
     check = bench.truncation_check()
     times = bench.measure_times(iters, warmup, show_progress=show_progress)
     med = {p: statistics.median(v) for p, v in times.items()}
-    paired = [
-        c / (a + b) for a, b, c in zip(times['student'], times['teacher'],
-                                       times['distill'])
-    ]
-    result = dict(
-        config=config,
-        host=bench.kind,
-        img_size=list(bench.img_size),
-        batch_size=batch_size,
-        iters=iters,
-        warmup=warmup,
-        device=device,
-        threads=torch.get_num_threads(),
-        timer=timer,
+    paired = paired_ratio(times, 'distill')
+    result = result_base(bench, config, iters, warmup, times)
+    for name, detail in result['teachers'].items():
+        t = detail['times']
+        detail.update(
+            check['teachers'][name],
+            truncation_speedup=t['teacher_full']['median_ms'] /
+            t['teacher']['median_ms'])
+    result.update(
         truncate_teacher=bench.truncate,
-        times={
-            p: _stats(v)
-            for p, v in times.items()
-        },
         ratio=med['distill'] / (med['student'] + med['teacher']),
         ratio_with_losses=med['distill'] /
         (med['student'] + med['teacher'] + med['losses']),
-        ratio_paired=statistics.median(paired),
+        ratio_paired=paired,
         truncation_speedup=med['teacher_full'] / med['teacher'],
-        **check)
+        features_identical=check['features_identical'],
+        truncated=check['truncated'])
     if memory:
         kwargs['img_size'] = bench.img_size
         result['memory'] = ({

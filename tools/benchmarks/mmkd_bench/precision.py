@@ -23,18 +23,24 @@ import ctypes
 import gc
 import statistics
 import time
-from typing import Optional, Sequence
+from typing import Iterable, Optional, Sequence, Union
 
 import torch
 
-from .overhead import OverheadBenchmark, _stats
+from .overhead import OverheadBenchmark, paired_ratio, result_base
 
 PHASES_LP = ('student', 'teacher', 'teacher_lp', 'distill', 'distill_lp')
 
 
-def tensor_mb(module: torch.nn.Module) -> float:
-    """MB held by a module's parameters and buffers."""
-    tensors = list(module.parameters()) + list(module.buffers())
+def tensor_mb(
+        modules: Union[torch.nn.Module, Iterable[torch.nn.Module]]) -> float:
+    """MB held by a module's (or several modules') parameters and
+    buffers."""
+    if isinstance(modules, torch.nn.Module):
+        modules = [modules]
+    tensors = [
+        t for m in modules for t in list(m.parameters()) + list(m.buffers())
+    ]
     return sum(t.numel() * t.element_size() for t in tensors) / 2**20
 
 
@@ -54,14 +60,17 @@ def heap_in_use() -> int:
     return info.uordblks + info.hblkhd
 
 
-def forward_peak_mb(teacher: torch.nn.Module, run) -> float:
-    """Peak heap in use while ``run()`` runs ``teacher``, above before."""
+def forward_peak_mb(teachers: Union[torch.nn.Module,
+                                    Iterable[torch.nn.Module]], run) -> float:
+    """Peak heap in use while ``run()`` runs ``teachers``, above before."""
+    if isinstance(teachers, torch.nn.Module):
+        teachers = [teachers]
     gc.collect()
     base = heap_in_use()
     peak = [base]
     handles = [
         m.register_forward_hook(lambda *a: peak.append(heap_in_use()))
-        for m in teacher.modules()
+        for t in teachers for m in t.modules()
     ]
     try:
         run()
@@ -109,11 +118,7 @@ class PrecisionBenchmark(OverheadBenchmark):
 
     def run(self, phase: str, arg) -> None:
         if phase == 'teacher_lp':
-            data = self.preprocessed[arg]
-            self.lp.teacher_features(
-                data['inputs'],
-                data['data_samples'],
-                stop_after=self.student_calls[arg])
+            self.teachers_forward(arg, self.truncate, self.lp)
         elif phase == 'distill_lp':
             self.lp.train_step(arg, self.optim_lp)
         else:
@@ -129,13 +134,18 @@ def benchmark_precision(config: str,
                         img_size: Optional[Sequence[int]] = None,
                         batch_size: int = 2,
                         device: str = 'cpu',
-                        timer: str = 'wall') -> dict:
+                        timer: str = 'wall',
+                        cfg_options: Optional[dict] = None) -> dict:
     """Time (a), (b), (b_lp), (c), (c_lp) of one config; teacher memory.
 
     Returns:
         dict: JSON-ready: ``times`` per phase (median, quartiles, samples,
-        ms), ``ratio`` (``c / (a + b)``), ``ratio_lp`` (``c_lp / (a + b)``),
-        ``ratio_lp_paired`` (median over iterations), ``teacher_speedup``
+        ms), ``teachers`` (per teacher: its share of (b) and (b_lp), its
+        dtype and speedup, whether it is truncated in that dtype),
+        ``ratio`` (``c / (a + b)``), ``ratio_lp`` (``c_lp / (a + b)``),
+        ``truncated_lp`` (every reduced-precision teacher ran fewer modules
+        truncated), ``ratio_lp_paired`` (median over iterations),
+        ``teacher_speedup``
         (``b / b_lp``), ``memory`` (teacher weights MB and forward peak
         RSS per precision) and the setup.
     """
@@ -147,43 +157,41 @@ def benchmark_precision(config: str,
         img_size=img_size,
         batch_size=batch_size,
         device=device,
-        timer=timer)
+        timer=timer,
+        cfg_options=cfg_options)
+    check = bench.truncation_check(bench.lp)
     times = bench.measure_times(iters, warmup, phases=PHASES_LP)
     med = {p: statistics.median(v) for p, v in times.items()}
     floor = med['student'] + med['teacher']
-    paired = [
-        c / (a + b) for a, b, c in zip(times['student'], times['teacher'],
-                                       times['distill_lp'])
-    ]
-    result = dict(
-        config=config,
-        host=bench.kind,
-        img_size=list(bench.img_size),
-        batch_size=batch_size,
-        iters=iters,
-        warmup=warmup,
-        device=device,
-        threads=torch.get_num_threads(),
-        timer=timer,
-        teacher_dtype=bench.lp.teacher_precision.name,
+    precisions = bench.lp.teacher_precisions
+    result = result_base(bench, config, iters, warmup, times)
+    for name, detail in result['teachers'].items():
+        t = detail['times']
+        detail.update(
+            teacher_dtype=precisions[name].name,
+            bn_folded=len(precisions[name].folded),
+            truncated_lp=check['teachers'][name]['truncated'],
+            teacher_speedup=t['teacher']['median_ms'] /
+            t['teacher_lp']['median_ms'])
+    # several teachers: one dtype if they all agree ('auto' may differ)
+    dtypes = sorted({p.name for p in precisions.values()})
+    result.update(
+        teacher_dtype='+'.join(dtypes),
         channels_last=channels_last,
-        bn_folded=len(bench.lp.teacher_precision.folded),
-        times={
-            p: _stats(v)
-            for p, v in times.items()
-        },
+        bn_folded=sum(len(p.folded) for p in precisions.values()),
+        truncated_lp=check['truncated'],
         ratio=med['distill'] / floor,
         ratio_lp=med['distill_lp'] / floor,
-        ratio_lp_paired=statistics.median(paired),
+        ratio_lp_paired=paired_ratio(times, 'distill_lp'),
         teacher_speedup=med['teacher'] / med['teacher_lp'])
     result['memory'] = dict(
-        weights_mb=tensor_mb(bench.distiller.teacher),
-        weights_lp_mb=tensor_mb(bench.lp.teacher))
+        weights_mb=tensor_mb(bench.distiller.teachers.values()),
+        weights_lp_mb=tensor_mb(bench.lp.teachers.values()))
     if memory and not device.startswith('cuda'):
         for phase, model in (('teacher', bench.distiller), ('teacher_lp',
                                                             bench.lp)):
             result['memory'][f'{phase}_fwd_mb'] = forward_peak_mb(
-                model.teacher, lambda: bench.run(phase, 0))
+                model.teachers.values(), lambda: bench.run(phase, 0))
     result['wall_time_s'] = time.perf_counter() - t0
     return result
 
@@ -234,6 +242,22 @@ def format_precision_table(results: Sequence[dict]) -> str:
         'above what was in use before it, sampled after every module '
         '(activations and recorded features).'
     ]
+    several = [r for r in results if len(r.get('teachers') or {}) > 1]
+    if several:
+        lines += [
+            '', f'| config | teacher | (b) its fwd fp32 | (b) its fwd {lp} '
+            f'| (b)/(b_{lp}) | dtype | truncated in it |',
+            '|---|---|---:|---:|---:|---|---|'
+        ]
+    for r in several:
+        name = r['config'].rsplit('/', 1)[-1].rsplit('.', 1)[0]
+        for teacher, t in r['teachers'].items():
+            med = {p: v['median_ms'] for p, v in t['times'].items()}
+            lines.append(
+                f"| {name} | {teacher} | {med['teacher']:.1f} | "
+                f"{med['teacher_lp']:.1f} | {t['teacher_speedup']:.2f} | "
+                f"{t['teacher_dtype']} | "
+                f"{'yes' if t['truncated_lp'] else 'no'} |")
     return '\n'.join(lines)
 
 

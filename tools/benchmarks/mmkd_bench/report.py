@@ -31,6 +31,29 @@ def _name(result: dict) -> str:
     return os.path.splitext(os.path.basename(result['config']))[0]
 
 
+def format_teachers(results: Sequence[dict]) -> list:
+    """Lines of a table with one row per teacher of every config: its
+    share of (b) and (b') and how far its truncated forward ran."""
+    lines = [
+        '| config | teacher | (b) its fwd | (b\') its fwd, no truncation '
+        '| (b\')/(b) | modules run: truncated / full / all | truncated '
+        '| same features |', '|---|---|---:|---:|---:|---:|---|---|'
+    ]
+    for r in results:
+        for name, t in (r.get('teachers') or {}).items():
+            if 'modules_run' not in t:
+                continue
+            med = {p: v['median_ms'] for p, v in t['times'].items()}
+            cut, full = t['modules_run']
+            lines.append(
+                f"| {_name(r)} | {name} | {med['teacher']:.1f} | "
+                f"{med['teacher_full']:.1f} | "
+                f"{t['truncation_speedup']:.2f} | {cut} / {full} / "
+                f"{t['modules_total']} | {'yes' if t['truncated'] else 'no'}"
+                f" | {'yes' if t['features_identical'] else 'no'} |")
+    return lines
+
+
 def format_tables(results: Sequence[dict]) -> str:
     """Markdown tables of times, ratios and memory for several configs."""
     lines = [
@@ -49,6 +72,7 @@ def format_tables(results: Sequence[dict]) -> str:
         lines.append(f"Median {clock} ms per call; batch {r['batch_size']}, "
                      f"{r['iters']} interleaved iterations, {r['device']}, "
                      f"{r['threads']} torch threads.")
+        lines += ['', *format_teachers(results)]
     if any('memory' in r for r in results):
         lines += [
             '', '| config | peak memory (MB): (a) student step | '

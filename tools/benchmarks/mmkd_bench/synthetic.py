@@ -18,7 +18,7 @@ def load_distill_config(config: str,
                         cfg_options: Optional[dict] = None) -> Config:
     """Load a distillation config for benchmarking on random weights.
 
-    The teacher checkpoint is dropped, ``Pretrained`` initialisations are
+    The teachers' checkpoints are dropped, ``Pretrained`` initialisations are
     removed (nothing downloads), SyncBN becomes BN, and the top-level
     ``data_preprocessor`` is handed to the model as the Runner does.
 
@@ -37,10 +37,13 @@ def load_distill_config(config: str,
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     model = cfg.model
-    if 'student' not in model or 'teacher' not in model:
+    if 'student' not in model or ('teacher' not in model
+                                  and 'teachers' not in model):
         raise ValueError(f'{config}: not a distillation config (its model '
-                         'has no `student` and `teacher`).')
+                         'has no `student` and `teacher` or `teachers`).')
     model.teacher_ckpt = None
+    for teacher in (model.get('teachers') or {}).values():
+        teacher.ckpt = None
     for m in host_models(cfg):
         no_pretrained(m)
         replace_sync_bn(m)
