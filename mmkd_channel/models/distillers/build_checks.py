@@ -13,8 +13,8 @@ from ..losses.base import as_tensor_list
 from .build_context import (DEFAULT_CHECK_SIDE, input_size_from_config,
                             min_input_side)
 from .distill_pair import DistillPair, with_context
-from .pair_check import (DistillCheckError, connectors_of, is_pooled,
-                         is_spatial, last_spatial_module, shapes,
+from .pair_check import (DistillCheckError, connectors_of, describe_non_tensor,
+                         is_pooled, is_spatial, last_spatial_module, shapes,
                          unwrap_single)
 from .recorder import get_submodule, parse_path
 from .teachers import SINGLE, resolve_teacher_model
@@ -198,7 +198,8 @@ class DistillBuildChecks:
                 'accept (e.g. the training crop size).')
             return []
         try:  # in eval mode: BN connectors must not learn from the dummy
-            problems = self._fill_channels(s_out, t_outs)
+            problems = self._not_features(s_out, t_outs)
+            problems += self._fill_channels(s_out, t_outs)
             with torch.no_grad():
                 problems += self._check_pairs(s_out, t_outs, raise_now=False)
         finally:
@@ -235,7 +236,8 @@ class DistillBuildChecks:
         for pair in self.distill_pairs.values():
             sp, tp = pair.student_path, pair.teacher_path
             t_out = t_outs[pair.teacher_model]
-            if not pair.unbuilt() or sp not in s_out or tp not in t_out:
+            if (not pair.unbuilt() or sp not in s_out or tp not in t_out
+                    or self._has_bad_path(pair)):
                 continue
             s, t = unwrap_single(s_out[sp], t_out[tp])
             where = (f"distill['{pair.name}']: student '{sp}' {shapes(s)}, "
@@ -272,6 +274,31 @@ class DistillBuildChecks:
                 if not problems:
                     state = torch.get_rng_state()
                 torch.set_rng_state(state)
+        return problems
+
+    def _not_features(self, s_out: dict, t_outs: Dict[str, dict]) -> List[str]:
+        """Pairs whose recorded module returns more than tensors (Swin's
+        ``stages.3`` returns its tokens and their grid ``(7, 7)``); such a
+        pair is left out of the other checks."""
+        problems = []
+        for pair in self.distill_pairs.values():
+            sides = (('student', pair.student_path, s_out),
+                     ('teacher', pair.teacher_path,
+                      t_outs[pair.teacher_model]))
+            for role, path, out in sides:
+                if path not in out or self._has_bad_path(pair):
+                    continue
+                found = describe_non_tensor(out[path])
+                if found is None:
+                    continue
+                self._bad_paths.add((pair.name, role))
+                problems.append(
+                    f"distill['{pair.name}']: {role} '{path}' returns "
+                    f'{found}, not a feature (a tensor or a tuple of '
+                    'tensors). Fix: record a module that returns the '
+                    "feature map, e.g. the backbone ('backbone') or "
+                    "'backbone.stage(-1)', or a submodule of "
+                    f"'{parse_path(path)[0]}'.")
         return problems
 
     def _teacher_side(self, pair: DistillPair, t):
@@ -349,7 +376,7 @@ class DistillBuildChecks:
             raise_now (bool): Raise :class:`DistillCheckError` listing the
                 problems (the first training step); False returns them.
         """
-        problems = []
+        problems = self._not_features(s_out, t_outs)
         for pair in self.distill_pairs.values():
             if self._has_bad_path(pair):
                 continue

@@ -30,6 +30,28 @@ def shapes(feat) -> list:
     return [tuple(f.shape) for f in as_tensor_list(feat)]
 
 
+def describe_non_tensor(feat) -> Optional[str]:
+    """What a recorded output holds besides tensors (e.g. ``(Tensor(1, 49,
+    768), (7, 7))``, ``None``), or None when it is a tensor or a nested
+    tuple of tensors."""
+
+    def clean(f) -> bool:
+        if isinstance(f, Tensor):
+            return True
+        return isinstance(f, (tuple, list)) and bool(f) and all(map(clean, f))
+
+    def show(f) -> str:
+        if isinstance(f, Tensor):
+            return f'Tensor{tuple(f.shape)}'
+        if isinstance(f, (tuple, list)):
+            return '(' + ', '.join(show(x) for x in f) + ')'
+        return repr(f) if len(repr(f)) < 40 else type(f).__name__
+
+    if clean(feat):
+        return None
+    return show(feat)
+
+
 def connectors_of(conn) -> list:
     """The connector modules of a pair side (a module, a list or None)."""
     if conn is None:
