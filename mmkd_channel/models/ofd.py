@@ -164,19 +164,33 @@ def _last_activation(block: nn.Module) -> Optional[str]:
 #: Backbones whose stages :func:`backbone_stages` knows, for messages.
 KNOWN_BACKBONES = (
     'ResNet / ResNetV1c / ResNetV1d / ResNet_CIFAR / ResNeXt / RegNet '
-    '(mmpretrain, mmdet, mmseg; any depth), MobileNetV2 (mmpretrain), '
+    '(mmpretrain, mmdet, mmseg; any depth), MobileNetV2 (mmpretrain, '
+    'mmseg), '
     'mmkd_channel.MobileNetV1, backbones with a `stages` ModuleList '
     '(ConvNeXt), and any backbone whose returned maps a submodule produced '
     '(EfficientNet, MobileNetV3, RepVGG, ...) or that returns one map (Swin)')
 
 
 def _mobilenet_v2_stages(backbone: nn.Module) -> List[Tuple[str, nn.Module]]:
-    """mmpretrain MobileNetV2: the last layer of each stride (2 .. 32).
+    """MobileNetV2: the last layer of each stride (2 .. 32).
 
-    ``layers`` ends with ``conv2`` (1x1 conv to 1280 channels), which is
-    not a stage of inverted residuals.
+    mmpretrain's ``layers`` ends with ``conv2`` (1x1 conv to 1280 channels),
+    which is not a stage of inverted residuals. mmseg's gives the strides
+    apart from ``arch_settings`` and trades the last strides for dilation
+    (D8: strides ``(1, 2, 2, 1, 1, 1, 1)``, dilations ``(1, 1, 1, 2, 2, 4,
+    4)``); a layer that doubles the dilation starts a stage as a stride 2
+    would, so both have the same 5 stages.
     """
-    strides = [s for _, _, _, s in backbone.arch_settings]
+    if all(len(a) == 4 for a in backbone.arch_settings):  # mmpretrain
+        strides = [s for _, _, _, s in backbone.arch_settings]
+    else:  # mmseg: strides and dilations as attributes
+        dil = list(
+            getattr(backbone, 'dilations', None)
+            or [1] * len(backbone.strides))
+        strides = [
+            s * dil[i] // (dil[i - 1] if i else dil[0])
+            for i, s in enumerate(backbone.strides)
+        ]
     stages = []
     for i, name in enumerate(backbone.layers[:len(strides)]):
         last_of_stride = i + 1 == len(strides) or strides[i + 1] > 1

@@ -114,3 +114,21 @@ def test_other_families_stage_from_one_run(cfg, last, channels):
     if len(outs) > 1:  # stage(0): the first returned map
         first = resolve_stage_path(model, 'backbone.stage(0)')
         assert first != path and first.startswith('backbone.layers.')
+
+
+@pytest.mark.parametrize(
+    'strides, dilations',
+    [((1, 2, 2, 2, 1, 2, 1), (1, 1, 1, 1, 1, 1, 1)),
+     ((1, 2, 2, 1, 1, 1, 1), (1, 1, 1, 2, 2, 4, 4))],  # PSPNet / DLv3 D8
+    ids=['d32', 'd8'])
+def test_mmseg_mobilenet_v2_same_stages(strides, dilations):
+    """mmseg's MobileNetV2 keeps its strides outside ``arch_settings`` and
+    trades strides for dilation (its D8 configs)."""
+    from mmseg.models.backbones import MobileNetV2 as SegMobileNetV2
+    model = wrap(SegMobileNetV2(strides=strides, dilations=dilations))
+    names = [n for n, _ in backbone_stages(model.backbone)]
+    assert names == ['layer1', 'layer2', 'layer3', 'layer5', 'layer7']
+    assert resolve_stage_path(model, 'backbone.stage(-1)') == \
+        'backbone.layer7'
+    feat = ofd_stage_paths(model, -1)[0]
+    assert feat.startswith('backbone.layer7.')
