@@ -16,7 +16,7 @@ from .distill_pair import DistillPair, with_context
 from .pair_check import (DistillCheckError, connectors_of, describe_non_tensor,
                          is_pooled, is_spatial, last_spatial_module, shapes,
                          unwrap_single)
-from .recorder import get_submodule, parse_path
+from .recorder import get_submodule, parse_path, through_last_stage
 from .teachers import SINGLE, resolve_teacher_model
 
 
@@ -87,7 +87,13 @@ class DistillBuildChecks:
                 key = f'{role}_path'
                 spec = getattr(pair, key)
                 try:
+                    given = spec
                     spec = resolve_stage_path(model, spec)
+                    if through_last_stage(model, spec) != spec:
+                        spec = through_last_stage(model, spec)
+                        MMLogger.get_current_instance().info(
+                            f"distill['{pair.name}']: {role} path {given!r} "
+                            f'is {spec!r}, in the last head of the cascade.')
                     setattr(pair, key, spec)
                     get_submodule(model,
                                   parse_path(spec)[0], role,
