@@ -1,7 +1,9 @@
 """The distiller's build-time work: normalise ``distill``, resolve module
 paths, fill connector widths from a dry run and check every pair, with one
 error that lists every problem and its fix."""
+import difflib
 import inspect
+import numbers
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -18,6 +20,28 @@ from .pair_check import (DistillCheckError, connectors_of, describe_non_tensor,
                          unwrap_single)
 from .recorder import get_submodule, parse_path, through_last_stage
 from .teachers import SINGLE, resolve_teacher_model
+
+#: Largest side of a dummy input (a 2048 x 1024 Cityscapes image fits).
+MAX_CHECK_SIDE = 4096
+
+
+def check_shape_value(shape) -> Tuple[int, ...]:
+    """A given ``check_input_shape`` as a tuple ``(N, C, H, W)``.
+
+    Raises:
+        ValueError: naming the value and the form it must have.
+    """
+    ok = (
+        isinstance(shape, (tuple, list)) and len(shape) == 4 and all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool)
+            and v > 0 for v in shape) and max(shape[2:]) <= MAX_CHECK_SIDE)
+    if not ok:
+        raise ValueError(
+            'FeatureDistiller: check_input_shape must be (N, C, H, W) with '
+            f'positive ints and H, W <= {MAX_CHECK_SIDE} (e.g. (1, 3, 224, '
+            f"224), the training crop size), 'auto' or None; got "
+            f'{shape!r}')
+    return tuple(int(v) for v in shape)
 
 
 class DistillBuildChecks:
@@ -39,6 +63,12 @@ class DistillBuildChecks:
         if isinstance(distill, (list, tuple)):
             items = []
             for i, spec in enumerate(distill):
+                if not isinstance(spec, dict):
+                    raise TypeError(
+                        f'distill[{i}] must be a dict with `student` and '
+                        f"`loss` (and `name`), got {spec!r}. E.g. "
+                        "dict(name='fpn', student='neck', loss=dict("
+                        "type='FeatureL2Loss'))")
                 spec = dict(spec)
                 items.append((spec.pop('name', f'{i}'), spec))
         elif isinstance(distill, dict):
@@ -57,9 +87,22 @@ class DistillBuildChecks:
                                 f'{spec!r}')
             unknown = set(spec) - allowed
             if unknown:
+                close = {
+                    k: difflib.get_close_matches(str(k), allowed, 1)
+                    for k in sorted(unknown, key=str)
+                }
+                hint = ''.join(f' {k!r} -> {v[0]!r}?'
+                               for k, v in close.items() if v)
                 raise KeyError(f"distill['{name}']: unknown keys "
-                               f'{sorted(unknown)}; allowed: '
+                               f'{sorted(unknown, key=str)};{hint} allowed: '
                                f'{sorted(allowed)}')
+            for key in ('student', 'teacher'):
+                path = spec.get(key)
+                if path is not None and not isinstance(path, str):
+                    raise TypeError(
+                        f"distill['{name}'].{key} must be a dotted module "
+                        f"path such as 'neck' or 'backbone.stage(-1)', got "
+                        f'{path!r} ({type(path).__name__})')
             if 'student' not in spec:
                 raise KeyError(f"distill['{name}'] needs `student`, the "
                                "dotted path of a student module, e.g. 'neck'")
@@ -155,7 +198,7 @@ class DistillBuildChecks:
         if check_input_shape is None:
             return None, 'check_input_shape=None'
         if not isinstance(check_input_shape, str):
-            return tuple(check_input_shape), 'check_input_shape'
+            return check_shape_value(check_input_shape), 'check_input_shape'
         if check_input_shape != 'auto':
             raise ValueError(
                 "FeatureDistiller: check_input_shape must be 'auto', None "
