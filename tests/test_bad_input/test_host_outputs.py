@@ -90,3 +90,27 @@ def test_at_the_first_step_when_the_build_check_is_off():
     model = MODELS.build(cfg)
     with pytest.raises(DistillCheckError, match="student 'stage' returns"):
         model(torch.rand(2, 3, 16, 16), [0, 1], mode='loss')
+
+
+def test_one_map_against_fpn_levels_names_the_matching_level():
+    """CenterNet's one-map neck against an FPN teacher: the hint is about
+    levels (and which teacher level has the student's size), not a resize
+    that cannot turn one level into five."""
+    from toy_models import toy_cfg
+    cfg = dict(
+        type='mmkd_channel.FeatureDistiller',
+        student=toy_cfg(8),
+        teacher=toy_cfg(16),
+        distill=dict(
+            fpn=dict(
+                student='backbone',
+                teacher='neck',
+                connector=dict(type='ChannelWiseTransform'),
+                loss=dict(type='FeatureL2Loss'))),
+        check_input_shape=(1, 3, 16, 16))
+    with pytest.raises(DistillCheckError) as info:
+        MODELS.build(cfg)
+    msg = str(info.value)
+    assert 'different numbers of levels (student 1, teacher 2)' in msg
+    assert "the teacher's level 0 has the other side's size 8x8" in msg
+    assert 'Only the spatial size differs' not in msg
