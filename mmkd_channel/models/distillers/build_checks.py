@@ -1,6 +1,7 @@
 """The distiller's build-time work: normalise ``distill``, resolve module
 paths, fill connector widths from a dry run and check every pair, with one
 error that lists every problem and its fix."""
+import copy
 import difflib
 import inspect
 import numbers
@@ -299,6 +300,7 @@ class DistillBuildChecks:
                     'connector maps student to teacher channels).')
             if 'connector' not in keys:
                 continue
+            self._split_shared(pair, s, self._teacher_side(pair, t))
             levels = self._levels(pair, s, self._teacher_side(pair, t))
             if isinstance(levels, str):
                 problems.append(f'{where}: {levels}')
@@ -356,6 +358,34 @@ class DistillBuildChecks:
             return pair._connect(pair.teacher_connector, t)
         except Exception:
             return t
+
+    @staticmethod
+    def _split_shared(pair: DistillPair, s, t) -> None:
+        """One connector per level when the levels' widths differ.
+
+        A preset's single connector is shared by the levels of an FPN; a
+        neck whose levels have their own widths (YOLOv3: 512, 256, 128)
+        gets one copy per level instead, each filled in with its level's
+        widths.
+        """
+        conn = pair.connector
+        if not (isinstance(conn, ChannelConnector) and not conn.is_built):
+            return
+        s_list, t_list = as_tensor_list(s), as_tensor_list(t)
+        if len(s_list) < 2 or len(s_list) != len(t_list) or any(
+                f.dim() < 2 for f in s_list + t_list):
+            return
+        if len({f.shape[1]
+                for f in s_list}) == 1 and len({f.shape[1]
+                                                for f in t_list}) == 1:
+            return
+        pair.connector = nn.ModuleList(
+            copy.deepcopy(conn) for _ in range(len(s_list)))
+        MMLogger.get_current_instance().info(
+            f"distill['{pair.name}']: the feature levels have their own "
+            f'widths (student {[f.shape[1] for f in s_list]}, teacher '
+            f'{[f.shape[1] for f in t_list]}): one {type(conn).__name__} '
+            'per level.')
 
     @staticmethod
     def _levels(pair: DistillPair, s, t):
@@ -475,10 +505,17 @@ class DistillBuildChecks:
                 for p in pooled
             ]
         problems = []
-        for c in conns:
+        s_all, t_all = as_tensor_list(s), as_tensor_list(t)
+        per_level = isinstance(
+            pair.connector,
+            nn.ModuleList) and len(conns) == len(s_all) == len(t_all)
+        for i, c in enumerate(conns):
+            # a list of connectors maps level i to level i; one is shared
+            s_lv = s_all[i:i + 1] if per_level else s_all
+            t_lv = t_all[i:i + 1] if per_level else t_all
             in_ch = getattr(c, 'in_channels', None)
             if isinstance(in_ch, int):
-                for f in as_tensor_list(s):
+                for f in s_lv:
                     if f.dim() >= 2 and f.shape[1] != in_ch:
                         problems.append(
                             f'{desc}: connector {type(c).__name__} has '
@@ -489,7 +526,7 @@ class DistillBuildChecks:
                         break
             out_ch = getattr(c, 'out_channels', None)
             if isinstance(out_ch, int) and pair.teacher_connector is None:
-                for f in as_tensor_list(t):
+                for f in t_lv:
                     if f.dim() >= 2 and f.shape[1] != out_ch:
                         problems.append(
                             f'{desc}: connector {type(c).__name__} has '
