@@ -488,6 +488,15 @@ def load_teacher_checkpoint(teacher: nn.Module, filename: str) -> None:
         raise TypeError(f'teacher_ckpt must be a path or URL, got '
                         f'{filename!r}')
     is_url = filename.startswith(('http://', 'https://'))
+    if not is_url and osp.isdir(osp.expanduser(filename)):
+        last = osp.join(osp.expanduser(filename), 'last_checkpoint')
+        named = ''
+        if osp.isfile(last):
+            with open(last) as f:
+                named = f' (its last_checkpoint names {f.read().strip()!r})'
+        raise IsADirectoryError(
+            f'teacher_ckpt {filename!r} is a directory{named}. Give the '
+            'checkpoint file itself, e.g. <work_dir>/epoch_12.pth.')
     if not is_url and not osp.isfile(osp.expanduser(filename)):
         raise FileNotFoundError(
             f'teacher_ckpt {filename!r} does not exist. Give the path or URL '

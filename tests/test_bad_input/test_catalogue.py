@@ -135,6 +135,21 @@ CASES = {
     'teacher checkpoint missing':
     lambda tmp: (distiller_cfg(teacher_ckpt=str(tmp / 'nope.pth')),
                  FileNotFoundError, ['teacher_ckpt', 'nope.pth']),
+    'teacher checkpoint given as the teacher config':
+    lambda tmp:
+    (distiller_cfg(teacher=save_teacher_ckpt(tmp / 't.pth')), ValueError,
+     ["teacher: '", "t.pth' is not a config file", '`teacher_ckpt`']),
+    'student checkpoint given as the student config':
+    lambda tmp:
+    (distiller_cfg(student=save_teacher_ckpt(tmp / 's.pth')), ValueError, [
+        "student: '", "s.pth' is not a config file",
+        "init_cfg=dict(type='Pretrained'"
+    ]),
+    'teacher checkpoint is a work dir':
+    lambda tmp: (distiller_cfg(
+        teacher_ckpt=str((tmp / 'last_checkpoint').write_text(
+            str(tmp / 'epoch_3.pth')) and tmp)), IsADirectoryError,
+                 ['teacher_ckpt', 'is a directory', 'epoch_3.pth']),
     'teacher checkpoint truncated':
     lambda tmp: (distiller_cfg(
         teacher_ckpt=save_teacher_ckpt(tmp / 'cut.pth', truncate=True)),
