@@ -1,10 +1,8 @@
 """The distiller's build-time work: normalise ``distill``, resolve module
 paths, fill connector widths from a dry run and check every pair, with one
 error that lists every problem and its fix."""
-import copy
 import difflib
 import inspect
-import numbers
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -13,36 +11,14 @@ from torch import Tensor, nn
 
 from ..connectors.base import ChannelConnector
 from ..losses.base import as_tensor_list
-from .build_context import (DEFAULT_CHECK_SIDE, input_size_from_config,
-                            min_input_side)
+from .build_context import (DEFAULT_CHECK_SIDE, check_shape_value,
+                            input_size_from_config, min_input_side)
 from .distill_pair import DistillPair, with_context
 from .pair_check import (DistillCheckError, connectors_of, describe_non_tensor,
                          is_pooled, is_spatial, last_spatial_module, shapes,
-                         unwrap_single)
+                         split_shared_connector, unwrap_single)
 from .recorder import get_submodule, parse_path, through_last_stage
 from .teachers import SINGLE, resolve_teacher_model
-
-#: Largest side of a dummy input (a 2048 x 1024 Cityscapes image fits).
-MAX_CHECK_SIDE = 4096
-
-
-def check_shape_value(shape) -> Tuple[int, ...]:
-    """A given ``check_input_shape`` as a tuple ``(N, C, H, W)``.
-
-    Raises:
-        ValueError: naming the value and the form it must have.
-    """
-    ok = (
-        isinstance(shape, (tuple, list)) and len(shape) == 4 and all(
-            isinstance(v, numbers.Integral) and not isinstance(v, bool)
-            and v > 0 for v in shape) and max(shape[2:]) <= MAX_CHECK_SIDE)
-    if not ok:
-        raise ValueError(
-            'FeatureDistiller: check_input_shape must be (N, C, H, W) with '
-            f'positive ints and H, W <= {MAX_CHECK_SIDE} (e.g. (1, 3, 224, '
-            f"224), the training crop size), 'auto' or None; got "
-            f'{shape!r}')
-    return tuple(int(v) for v in shape)
 
 
 class DistillBuildChecks:
@@ -300,7 +276,7 @@ class DistillBuildChecks:
                     'connector maps student to teacher channels).')
             if 'connector' not in keys:
                 continue
-            self._split_shared(pair, s, self._teacher_side(pair, t))
+            split_shared_connector(pair, s, self._teacher_side(pair, t))
             levels = self._levels(pair, s, self._teacher_side(pair, t))
             if isinstance(levels, str):
                 problems.append(f'{where}: {levels}')
@@ -358,34 +334,6 @@ class DistillBuildChecks:
             return pair._connect(pair.teacher_connector, t)
         except Exception:
             return t
-
-    @staticmethod
-    def _split_shared(pair: DistillPair, s, t) -> None:
-        """One connector per level when the levels' widths differ.
-
-        A preset's single connector is shared by the levels of an FPN; a
-        neck whose levels have their own widths (YOLOv3: 512, 256, 128)
-        gets one copy per level instead, each filled in with its level's
-        widths.
-        """
-        conn = pair.connector
-        if not (isinstance(conn, ChannelConnector) and not conn.is_built):
-            return
-        s_list, t_list = as_tensor_list(s), as_tensor_list(t)
-        if len(s_list) < 2 or len(s_list) != len(t_list) or any(
-                f.dim() < 2 for f in s_list + t_list):
-            return
-        if len({f.shape[1]
-                for f in s_list}) == 1 and len({f.shape[1]
-                                                for f in t_list}) == 1:
-            return
-        pair.connector = nn.ModuleList(
-            copy.deepcopy(conn) for _ in range(len(s_list)))
-        MMLogger.get_current_instance().info(
-            f"distill['{pair.name}']: the feature levels have their own "
-            f'widths (student {[f.shape[1] for f in s_list]}, teacher '
-            f'{[f.shape[1] for f in t_list]}): one {type(conn).__name__} '
-            'per level.')
 
     @staticmethod
     def _levels(pair: DistillPair, s, t):

@@ -5,11 +5,14 @@ these helpers turn what it recorded into channel counts for the
 connectors left ``'auto'`` and into one error that lists every pair (and
 side) that does not fit.
 """
+import copy
 from typing import Callable, List, Optional
 
 import torch
+from mmengine.logging import MMLogger
 from torch import Tensor, nn
 
+from ..connectors.base import ChannelConnector
 from ..losses.base import as_tensor_list
 
 
@@ -132,3 +135,31 @@ def last_spatial_module(model: nn.Module, path: str,
         if spatial:
             return name
     return None
+
+
+def split_shared_connector(pair, s, t) -> None:
+    """One connector per level when the levels' widths differ.
+
+    A preset's single connector is shared by the levels of an FPN; a
+    neck whose levels have their own widths (YOLOv3: 512, 256, 128)
+    gets one copy per level instead, each filled in with its level's
+    widths.
+    """
+    conn = pair.connector
+    if not (isinstance(conn, ChannelConnector) and not conn.is_built):
+        return
+    s_list, t_list = as_tensor_list(s), as_tensor_list(t)
+    if len(s_list) < 2 or len(s_list) != len(t_list) or any(
+            f.dim() < 2 for f in s_list + t_list):
+        return
+    if len({f.shape[1]
+            for f in s_list}) == 1 and len({f.shape[1]
+                                            for f in t_list}) == 1:
+        return
+    pair.connector = nn.ModuleList(
+        copy.deepcopy(conn) for _ in range(len(s_list)))
+    MMLogger.get_current_instance().info(
+        f"distill['{pair.name}']: the feature levels have their own "
+        f'widths (student {[f.shape[1] for f in s_list]}, teacher '
+        f'{[f.shape[1] for f in t_list]}): one {type(conn).__name__} '
+        'per level.')
