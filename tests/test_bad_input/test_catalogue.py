@@ -185,8 +185,8 @@ CASES = {
             logits=dict(student='head', loss=dict(type='KDLoss', tau=-2.0)))),
                  ValueError, ["distill['logits'].loss", 'tau=-2.0']),
     'unknown key with a near name':
-    lambda tmp: (with_spec(conector=None), KeyError,
-                 ["distill['fpn']", "'conector' -> 'connector'?"]),
+    lambda tmp:
+    (with_spec(lost=None), KeyError, ["distill['fpn']", "'lost' -> 'loss'?"]),
     'module path not a string':
     lambda tmp: (with_spec(student=3), TypeError,
                  ["distill['fpn'].student", 'got 3 (int)']),
