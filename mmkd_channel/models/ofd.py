@@ -9,6 +9,7 @@ statistics come from the block's last BN (``bn3`` of a Bottleneck,
 ``bn2`` of a BasicBlock); for a ``ConvModule`` (conv, BN, activation) it is
 ``'<module>.activate:input#-1'`` and its ``bn``.
 """
+import inspect
 import math
 import re
 from typing import List, Optional, Tuple
@@ -18,6 +19,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .distillers.recorder import get_submodule, parse_path
+from .traced_stages import traced_stages
 
 #: Module types treated as "the ReLU after a BN".
 ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.GELU,
@@ -162,18 +164,33 @@ def _last_activation(block: nn.Module) -> Optional[str]:
 #: Backbones whose stages :func:`backbone_stages` knows, for messages.
 KNOWN_BACKBONES = (
     'ResNet / ResNetV1c / ResNetV1d / ResNet_CIFAR / ResNeXt / RegNet '
-    '(mmpretrain, mmdet, mmseg; any depth), MobileNetV2 (mmpretrain), '
-    'mmkd_channel.MobileNetV1, and backbones with a `stages` ModuleList '
-    '(ConvNeXt, Swin)')
+    '(mmpretrain, mmdet, mmseg; any depth), MobileNetV2 (mmpretrain, '
+    'mmseg), '
+    'mmkd_channel.MobileNetV1, backbones with a `stages` ModuleList '
+    '(ConvNeXt), and any backbone whose returned maps a submodule produced '
+    '(EfficientNet, MobileNetV3, RepVGG, ...) or that returns one map (Swin)')
 
 
 def _mobilenet_v2_stages(backbone: nn.Module) -> List[Tuple[str, nn.Module]]:
-    """mmpretrain MobileNetV2: the last layer of each stride (2 .. 32).
+    """MobileNetV2: the last layer of each stride (2 .. 32).
 
-    ``layers`` ends with ``conv2`` (1x1 conv to 1280 channels), which is
-    not a stage of inverted residuals.
+    mmpretrain's ``layers`` ends with ``conv2`` (1x1 conv to 1280 channels),
+    which is not a stage of inverted residuals. mmseg's gives the strides
+    apart from ``arch_settings`` and trades the last strides for dilation
+    (D8: strides ``(1, 2, 2, 1, 1, 1, 1)``, dilations ``(1, 1, 1, 2, 2, 4,
+    4)``); a layer that doubles the dilation starts a stage as a stride 2
+    would, so both have the same 5 stages.
     """
-    strides = [s for _, _, _, s in backbone.arch_settings]
+    if all(len(a) == 4 for a in backbone.arch_settings):  # mmpretrain
+        strides = [s for _, _, _, s in backbone.arch_settings]
+    else:  # mmseg: strides and dilations as attributes
+        dil = list(
+            getattr(backbone, 'dilations', None)
+            or [1] * len(backbone.strides))
+        strides = [
+            s * dil[i] // (dil[i - 1] if i else dil[0])
+            for i, s in enumerate(backbone.strides)
+        ]
     stages = []
     for i, name in enumerate(backbone.layers[:len(strides)]):
         last_of_stride = i + 1 == len(strides) or strides[i + 1] > 1
@@ -182,8 +199,29 @@ def _mobilenet_v2_stages(backbone: nn.Module) -> List[Tuple[str, nn.Module]]:
     return stages
 
 
+def _maps_to_map(stage: nn.Module) -> bool:
+    """Whether ``stage`` is called with the feature map alone (ConvNeXt's
+    ``nn.Sequential``), not with tokens and their grid (Swin's
+    ``SwinBlockSequence(x, hw_shape)``, which returns a tuple)."""
+    try:
+        params = inspect.signature(stage.forward).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    required = [
+        p for p in params
+        if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY,
+                                               p.POSITIONAL_OR_KEYWORD)
+    ]
+    return len(required) <= 1
+
+
 def backbone_stages(backbone: nn.Module) -> List[Tuple[str, nn.Module]]:
     """``(relative path, module)`` of each stage of a known backbone.
+
+    Other backbones are run once on a dummy input: their stages are the
+    modules that produced the feature maps they return
+    (:func:`~.traced_stages.traced_stages`), so ``stage(i)`` indexes the
+    backbone's ``out_indices`` there.
 
     Stages are ordered from the input; counting from the end
     (``stage=-1`` is the deepest) pairs different families: ResNets have 4
@@ -203,11 +241,18 @@ def backbone_stages(backbone: nn.Module) -> List[Tuple[str, nn.Module]]:
     if name == 'MobileNetV2' and hasattr(backbone, 'arch_settings'):
         return _mobilenet_v2_stages(backbone)
     stages = getattr(backbone, 'stages', None)
-    if isinstance(stages, nn.ModuleList) and len(stages):  # ConvNeXt, Swin
+    if isinstance(stages, nn.ModuleList) and len(stages) and _maps_to_map(
+            stages[0]):  # ConvNeXt (Swin's stages take and give tokens)
         return [(f'stages.{i}', m) for i, m in enumerate(stages)]
+    traced = traced_stages(backbone)
+    if traced:  # EfficientNet, MobileNetV3, RepVGG, TIMM, ...
+        return traced
     raise ValueError(
         f'mmkd_channel does not know the stages of the backbone {name} '
-        f'(known: {KNOWN_BACKBONES}); give the module path in the config '
+        f'(known: {KNOWN_BACKBONES}), and no single module of it produced '
+        'the feature maps it returned on a dummy input (token outputs of a '
+        'ViT: use the preset cwt_vit_tokens_last_stage.py, which records '
+        'the last transformer block); give the module path in the config '
         "directly, e.g. 'backbone.layer4' (print(model) lists the paths).")
 
 
@@ -264,6 +309,11 @@ def ofd_stage_paths(model: nn.Module,
                          f'{type(bb).__name__} has {len(stages)} stages')
     stage_path, stage_module = stages[stage]
     prefix = f'{backbone}.' if backbone else ''
+    if not stage_path:  # only the whole backbone's output is known
+        raise ValueError(
+            f'OFD needs the pre-ReLU feature inside each stage, and the '
+            f'stages of {type(bb).__name__} are not known; give the '
+            'pre-ReLU paths in the config directly.')
     children = list(stage_module.named_children())
     if isinstance(stage_module, (nn.Sequential, nn.ModuleList)) and children:
         last_path = f'{stage_path}.{children[-1][0]}'
@@ -318,8 +368,7 @@ def resolve_stage_path(model: nn.Module, spec: str) -> str:
     if not -len(stages) <= index < len(stages):
         raise IndexError(f'stage({index}) out of range: '
                          f'{type(bb).__name__} has {len(stages)} stages')
-    prefix = f'{backbone}.' if backbone else ''
-    return prefix + stages[index][0]
+    return '.'.join(p for p in (backbone, stages[index][0]) if p)
 
 
 def ofd_stage_weights(num_stages: int) -> List[float]:

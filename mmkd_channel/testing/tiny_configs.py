@@ -327,6 +327,9 @@ def tiny_cls_config(cfg: Config,
     inline_hub_teacher(cfg)
     for m in host_models(cfg):
         set_num_classes(m, len(classes))
+        for d in walk_dicts(m):  # 64 px is less than one 7x7 window
+            if d.get('type') == 'SwinTransformer':
+                d['pad_small_map'] = True
     if cfg.get('data_preprocessor') is not None:
         cfg.data_preprocessor.num_classes = len(classes)
     sizes = dict(

@@ -41,6 +41,8 @@ from . import restricted_pickle
 from .restricted_pickle import Inert, collect_replaced
 from .save import (_ORIGINAL_SAVE_CHECKPOINT, atomic_torch_save,
                    register_atomic_save, save_checkpoint)
+from .teacher_weights import (choose_prefix, describe_values, non_finite,
+                              tensor_items)
 
 __all__ = [
     'UnsafeCheckpointError',
@@ -486,6 +488,15 @@ def load_teacher_checkpoint(teacher: nn.Module, filename: str) -> None:
         raise TypeError(f'teacher_ckpt must be a path or URL, got '
                         f'{filename!r}')
     is_url = filename.startswith(('http://', 'https://'))
+    if not is_url and osp.isdir(osp.expanduser(filename)):
+        last = osp.join(osp.expanduser(filename), 'last_checkpoint')
+        named = ''
+        if osp.isfile(last):
+            with open(last) as f:
+                named = f' (its last_checkpoint names {f.read().strip()!r})'
+        raise IsADirectoryError(
+            f'teacher_ckpt {filename!r} is a directory{named}. Give the '
+            'checkpoint file itself, e.g. <work_dir>/epoch_12.pth.')
     if not is_url and not osp.isfile(osp.expanduser(filename)):
         raise FileNotFoundError(
             f'teacher_ckpt {filename!r} does not exist. Give the path or URL '
@@ -496,11 +507,36 @@ def load_teacher_checkpoint(teacher: nn.Module, filename: str) -> None:
             CheckpointDownloadError) as e:
         raise type(e)(f'teacher_ckpt: {e}') from None
     try:
-        state_dict = extract_state_dict(ckpt)
+        found = extract_state_dict(ckpt)
     except ValueError:
         raise ValueError(f'teacher_ckpt {filename!r} holds no state_dict') \
             from None
+    state_dict = tensor_items(found)
+    if not state_dict:
+        raise ValueError(
+            f'teacher_ckpt {filename!r} holds no tensors where the weights '
+            f'belong (state_dict {describe_values(found)}); give a '
+            'checkpoint of the teacher model.')
     own = teacher.state_dict()
+    chosen = choose_prefix(own, state_dict)
+    if chosen is not None and chosen[0]:
+        prefix, fitting = chosen
+        state_dict = {
+            k[len(prefix):]: v
+            for k, v in state_dict.items() if k.startswith(prefix)
+        }
+        log = MMLogger.get_current_instance()
+        (log.warning if len(fitting) > 1 else log.info)(
+            f'teacher_ckpt: the teacher\'s weights are the keys under '
+            f'{prefix!r} (models in the checkpoint that fit the teacher: '
+            f'{fitting}; a distillation run\'s trained student is taken '
+            'first).')
+    bad = non_finite({k: v for k, v in state_dict.items() if k in own})
+    if bad:
+        raise ValueError(
+            f'teacher_ckpt {filename!r}: {len(bad)} of the teacher\'s '
+            f'tensors hold NaN or Inf (e.g. {bad[:3]}): the run that wrote '
+            'it diverged. Give an earlier checkpoint of that run.')
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
     wrong_shape = [

@@ -135,6 +135,21 @@ CASES = {
     'teacher checkpoint missing':
     lambda tmp: (distiller_cfg(teacher_ckpt=str(tmp / 'nope.pth')),
                  FileNotFoundError, ['teacher_ckpt', 'nope.pth']),
+    'teacher checkpoint given as the teacher config':
+    lambda tmp:
+    (distiller_cfg(teacher=save_teacher_ckpt(tmp / 't.pth')), ValueError,
+     ["teacher: '", "t.pth' is not a config file", '`teacher_ckpt`']),
+    'student checkpoint given as the student config':
+    lambda tmp:
+    (distiller_cfg(student=save_teacher_ckpt(tmp / 's.pth')), ValueError, [
+        "student: '", "s.pth' is not a config file",
+        "init_cfg=dict(type='Pretrained'"
+    ]),
+    'teacher checkpoint is a work dir':
+    lambda tmp: (distiller_cfg(
+        teacher_ckpt=str((tmp / 'last_checkpoint').write_text(
+            str(tmp / 'epoch_3.pth')) and tmp)), IsADirectoryError,
+                 ['teacher_ckpt', 'is a directory', 'epoch_3.pth']),
     'teacher checkpoint truncated':
     lambda tmp: (distiller_cfg(
         teacher_ckpt=save_teacher_ckpt(tmp / 'cut.pth', truncate=True)),
@@ -169,7 +184,29 @@ CASES = {
         distill=dict(
             logits=dict(student='head', loss=dict(type='KDLoss', tau=-2.0)))),
                  ValueError, ["distill['logits'].loss", 'tau=-2.0']),
+    'unknown key with a near name':
+    lambda tmp:
+    (with_spec(lost=None), KeyError, ["distill['fpn']", "'lost' -> 'loss'?"]),
+    'module path not a string':
+    lambda tmp: (with_spec(student=3), TypeError,
+                 ["distill['fpn'].student", 'got 3 (int)']),
+    # --- check_input_shape ----------------------------------------------
+    'check_input_shape without the batch axis':
+    lambda tmp: (distiller_cfg(check_input_shape=(3, 16, 16)), ValueError,
+                 ['check_input_shape', '(N, C, H, W)', 'got (3, 16, 16)']),
+    'check_input_shape negative side':
+    lambda tmp: (distiller_cfg(check_input_shape=(1, 3, -16, 16)), ValueError,
+                 ['check_input_shape', 'got (1, 3, -16, 16)']),
+    'check_input_shape a number':
+    lambda tmp: (distiller_cfg(check_input_shape=64), ValueError,
+                 ['check_input_shape', 'got 64']),
+    'check_input_shape too large to allocate':
+    lambda tmp: (distiller_cfg(check_input_shape=(1, 3, 10**5, 10**5)),
+                 ValueError, ['check_input_shape', '<= 4096']),
     # --- the distill list itself ----------------------------------------
+    'distill list of paths':
+    lambda tmp: (distiller_cfg(distill=['neck']), TypeError,
+                 ['distill[0] must be a dict', "got 'neck'"]),
     'empty distill dict':
     lambda tmp:
     (distiller_cfg(distill={}), ValueError, ['`distill` is empty']),

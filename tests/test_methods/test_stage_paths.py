@@ -57,10 +57,78 @@ def test_convnext_stage_and_unknown_backbone():
         'backbone.stages.3'
     with pytest.raises(ValueError, match='no activation|BN'):
         resolve_stage_path(model, 'backbone.ofd_stage(-1)')
-    other = wrap(nn.Sequential(nn.Conv2d(3, 3, 1)))
+    other = wrap(Doubled())
     with pytest.raises(
             ValueError,
             match=r'does not know the stages of the backbone '
-            r'Sequential \(known: ResNet'):
+            r'Doubled \(known: ResNet.*no single module'):
         resolve_stage_path(other, 'backbone.stage(0)')
-    assert resolve_stage_path(other, 'backbone.0') == 'backbone.0'
+    assert resolve_stage_path(other, 'backbone.conv') == 'backbone.conv'
+
+
+def test_swin_returns_one_map_so_its_last_stage_is_the_backbone():
+    """Swin's stages give tokens and their grid, not a map: the map the
+    backbone returns (one, ``out_indices=(3, )``) is recorded instead."""
+    from mmpretrain.models import SwinTransformer
+    model = wrap(SwinTransformer(arch='tiny', img_size=224))
+    assert resolve_stage_path(model, 'backbone.stage(-1)') == 'backbone'
+    with pytest.raises(ValueError, match='OFD needs the pre-ReLU feature'):
+        resolve_stage_path(model, 'backbone.ofd_stage(-1)')
+
+
+class Doubled(nn.Module):
+    """Returns two maps no module produced (``2 * conv(x)``, ...)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return (2 * y, 3 * y)
+
+
+@pytest.mark.parametrize('cfg, last, channels', [
+    (dict(type='EfficientNet', arch='b0'), 'layers.6', 1280),
+    (dict(type='MobileNetV3', arch='small'), 'layer12', 576),
+    (dict(type='RepVGG', arch='A0'), 'stage_4', 1280),
+    (dict(type='ShuffleNetV2', out_indices=(1, 2)), 'layers.2', 464),
+])
+def test_other_families_stage_from_one_run(cfg, last, channels):
+    """Families without a rule: the module that produced the backbone's
+    last returned map (its ``out_indices``) is ``stage(-1)``, and the
+    recorder records exactly that map there."""
+    from mmpretrain.registry import MODELS
+    model = wrap(MODELS.build(cfg))
+    model.backbone.train()
+    path = resolve_stage_path(model, 'backbone.stage(-1)')
+    assert path == f'backbone.{last}'
+    assert model.backbone.training  # the dry run restored train mode
+    rec = FeatureRecorder(model, [path])
+    model.eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad(), rec.record() as out:
+        outs = model.backbone(x)
+    assert out[path].shape[1] == channels
+    assert torch.equal(out[path], outs[-1])
+    if len(outs) > 1:  # stage(0): the first returned map
+        first = resolve_stage_path(model, 'backbone.stage(0)')
+        assert first != path and first.startswith('backbone.layers.')
+
+
+@pytest.mark.parametrize(
+    'strides, dilations',
+    [((1, 2, 2, 2, 1, 2, 1), (1, 1, 1, 1, 1, 1, 1)),
+     ((1, 2, 2, 1, 1, 1, 1), (1, 1, 1, 2, 2, 4, 4))],  # PSPNet / DLv3 D8
+    ids=['d32', 'd8'])
+def test_mmseg_mobilenet_v2_same_stages(strides, dilations):
+    """mmseg's MobileNetV2 keeps its strides outside ``arch_settings`` and
+    trades strides for dilation (its D8 configs)."""
+    from mmseg.models.backbones import MobileNetV2 as SegMobileNetV2
+    model = wrap(SegMobileNetV2(strides=strides, dilations=dilations))
+    names = [n for n, _ in backbone_stages(model.backbone)]
+    assert names == ['layer1', 'layer2', 'layer3', 'layer5', 'layer7']
+    assert resolve_stage_path(model, 'backbone.stage(-1)') == \
+        'backbone.layer7'
+    feat = ofd_stage_paths(model, -1)[0]
+    assert feat.startswith('backbone.layer7.')

@@ -170,6 +170,29 @@ def call_connector(connector: nn.Module, feat: Tensor,
     return connector(feat)
 
 
+def level_hint(s: Sequence, t: Sequence) -> str:
+    """Hint for features with different numbers of levels (a single map
+    next to an FPN's tuple): which level of the other side has its size."""
+    hint = (f'. The two sides have different numbers of levels (student '
+            f'{len(s)}, teacher {len(t)}): distill modules with the same '
+            'levels')
+    if min(len(s), len(t)) != 1:
+        return hint
+    single, many, other = (s[0], t, 'teacher') if len(s) == 1 else (t[0], s,
+                                                                    'student')
+    if not (isinstance(single, Tensor) and single.dim() == 4):
+        return hint
+    size = tuple(single.shape[-2:])
+    for k, f in enumerate(many):
+        if isinstance(f, Tensor) and f.dim() == 4 and \
+                tuple(f.shape[-2:]) == size:
+            return (f"{hint}; the {other}'s level {k} has the other side's "
+                    f'size {size[0]}x{size[1]}: name the {other} module that '
+                    f"produces it (for an mmdet FPN: 'neck.fpn_convs.{k}')")
+    return hint + (f'; no {other} level has the size {size[0]}x{size[1]} of '
+                   'the other side')
+
+
 def align_hint(student_feat, teacher_feat) -> str:
     """A suggestion when two features differ only in ``H x W``, else ``''``.
 
@@ -179,6 +202,8 @@ def align_hint(student_feat, teacher_feat) -> str:
     t = [teacher_feat] if isinstance(teacher_feat, Tensor) else teacher_feat
     if not isinstance(s, (tuple, list)) or not isinstance(t, (tuple, list)):
         return ''
+    if len(s) != len(t):
+        return level_hint(s, t)
     for a, b in zip(s, t):
         if not (isinstance(a, Tensor) and isinstance(b, Tensor)
                 and a.dim() == 4 and b.dim() == 4):

@@ -1,6 +1,7 @@
 """The distiller's build-time work: normalise ``distill``, resolve module
 paths, fill connector widths from a dry run and check every pair, with one
 error that lists every problem and its fix."""
+import difflib
 import inspect
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -10,13 +11,13 @@ from torch import Tensor, nn
 
 from ..connectors.base import ChannelConnector
 from ..losses.base import as_tensor_list
-from .build_context import (DEFAULT_CHECK_SIDE, input_size_from_config,
-                            min_input_side)
+from .build_context import (DEFAULT_CHECK_SIDE, check_shape_value,
+                            input_size_from_config, min_input_side)
 from .distill_pair import DistillPair, with_context
-from .pair_check import (DistillCheckError, connectors_of, is_pooled,
-                         is_spatial, last_spatial_module, shapes,
-                         unwrap_single)
-from .recorder import get_submodule, parse_path
+from .pair_check import (DistillCheckError, connectors_of, describe_non_tensor,
+                         is_pooled, is_spatial, last_spatial_module, shapes,
+                         split_shared_connector, unwrap_single)
+from .recorder import get_submodule, parse_path, through_last_stage
 from .teachers import SINGLE, resolve_teacher_model
 
 
@@ -57,6 +58,12 @@ class DistillBuildChecks:
         if isinstance(distill, (list, tuple)):
             items = []
             for i, spec in enumerate(distill):
+                if not isinstance(spec, dict):
+                    raise TypeError(
+                        f'distill[{i}] must be a dict with `student` and '
+                        f"`loss` (and `name`), got {spec!r}. E.g. "
+                        "dict(name='fpn', student='neck', loss=dict("
+                        "type='FeatureL2Loss'))")
                 spec = dict(spec)
                 items.append((spec.pop('name', f'{i}'), spec))
         elif isinstance(distill, dict):
@@ -75,9 +82,22 @@ class DistillBuildChecks:
                                 f'{spec!r}')
             unknown = set(spec) - allowed
             if unknown:
+                close = {
+                    k: difflib.get_close_matches(str(k), allowed, 1)
+                    for k in sorted(unknown, key=str)
+                }
+                hint = ''.join(f' {k!r} -> {v[0]!r}?'
+                               for k, v in close.items() if v)
                 raise KeyError(f"distill['{name}']: unknown keys "
-                               f'{sorted(unknown)}; allowed: '
+                               f'{sorted(unknown, key=str)};{hint} allowed: '
                                f'{sorted(allowed)}')
+            for key in ('student', 'teacher'):
+                path = spec.get(key)
+                if path is not None and not isinstance(path, str):
+                    raise TypeError(
+                        f"distill['{name}'].{key} must be a dotted module "
+                        f"path such as 'neck' or 'backbone.stage(-1)', got "
+                        f'{path!r} ({type(path).__name__})')
             if 'student' not in spec:
                 raise KeyError(f"distill['{name}'] needs `student`, the "
                                "dotted path of a student module, e.g. 'neck'")
@@ -105,7 +125,13 @@ class DistillBuildChecks:
                 key = f'{role}_path'
                 spec = getattr(pair, key)
                 try:
+                    given = spec
                     spec = resolve_stage_path(model, spec)
+                    if through_last_stage(model, spec) != spec:
+                        spec = through_last_stage(model, spec)
+                        MMLogger.get_current_instance().info(
+                            f"distill['{pair.name}']: {role} path {given!r} "
+                            f'is {spec!r}, in the last head of the cascade.')
                     setattr(pair, key, spec)
                     get_submodule(model,
                                   parse_path(spec)[0], role,
@@ -167,7 +193,7 @@ class DistillBuildChecks:
         if check_input_shape is None:
             return None, 'check_input_shape=None'
         if not isinstance(check_input_shape, str):
-            return tuple(check_input_shape), 'check_input_shape'
+            return check_shape_value(check_input_shape), 'check_input_shape'
         if check_input_shape != 'auto':
             raise ValueError(
                 "FeatureDistiller: check_input_shape must be 'auto', None "
@@ -216,7 +242,8 @@ class DistillBuildChecks:
                 'accept (e.g. the training crop size).')
             return []
         try:  # in eval mode: BN connectors must not learn from the dummy
-            problems = self._fill_channels(s_out, t_outs)
+            problems = self._not_features(s_out, t_outs)
+            problems += self._fill_channels(s_out, t_outs)
             with torch.no_grad():
                 problems += self._check_pairs(s_out, t_outs, raise_now=False)
         finally:
@@ -253,7 +280,8 @@ class DistillBuildChecks:
         for pair in self.distill_pairs.values():
             sp, tp = pair.student_path, pair.teacher_path
             t_out = t_outs[pair.teacher_model]
-            if not pair.unbuilt() or sp not in s_out or tp not in t_out:
+            if (not pair.unbuilt() or sp not in s_out or tp not in t_out
+                    or self._has_bad_path(pair)):
                 continue
             s, t = unwrap_single(s_out[sp], t_out[tp])
             where = (f"distill['{pair.name}']: student '{sp}' {shapes(s)}, "
@@ -266,6 +294,7 @@ class DistillBuildChecks:
                     'connector maps student to teacher channels).')
             if 'connector' not in keys:
                 continue
+            split_shared_connector(pair, s, self._teacher_side(pair, t))
             levels = self._levels(pair, s, self._teacher_side(pair, t))
             if isinstance(levels, str):
                 problems.append(f'{where}: {levels}')
@@ -290,6 +319,31 @@ class DistillBuildChecks:
                 if not problems:
                     state = torch.get_rng_state()
                 torch.set_rng_state(state)
+        return problems
+
+    def _not_features(self, s_out: dict, t_outs: Dict[str, dict]) -> List[str]:
+        """Pairs whose recorded module returns more than tensors (Swin's
+        ``stages.3`` returns its tokens and their grid ``(7, 7)``); such a
+        pair is left out of the other checks."""
+        problems = []
+        for pair in self.distill_pairs.values():
+            sides = (('student', pair.student_path, s_out),
+                     ('teacher', pair.teacher_path,
+                      t_outs[pair.teacher_model]))
+            for role, path, out in sides:
+                if path not in out or self._has_bad_path(pair):
+                    continue
+                found = describe_non_tensor(out[path])
+                if found is None:
+                    continue
+                self._bad_paths.add((pair.name, role))
+                problems.append(
+                    f"distill['{pair.name}']: {role} '{path}' returns "
+                    f'{found}, not a feature (a tensor or a tuple of '
+                    'tensors). Fix: record a module that returns the '
+                    "feature map, e.g. the backbone ('backbone') or "
+                    "'backbone.stage(-1)', or a submodule of "
+                    f"'{parse_path(path)[0]}'.")
         return problems
 
     def _teacher_side(self, pair: DistillPair, t):
@@ -367,7 +421,7 @@ class DistillBuildChecks:
             raise_now (bool): Raise :class:`DistillCheckError` listing the
                 problems (the first training step); False returns them.
         """
-        problems = []
+        problems = self._not_features(s_out, t_outs)
         for pair in self.distill_pairs.values():
             if self._has_bad_path(pair):
                 continue
@@ -417,12 +471,19 @@ class DistillBuildChecks:
                 for p in pooled
             ]
         problems = []
-        for c in conns:
+        s_all, t_all = as_tensor_list(s), as_tensor_list(t)
+        per_level = isinstance(
+            pair.connector,
+            nn.ModuleList) and len(conns) == len(s_all) == len(t_all)
+        for i, c in enumerate(conns):
+            # a list of connectors maps level i to level i; one is shared
+            s_lv = s_all[i:i + 1] if per_level else s_all
+            t_lv = t_all[i:i + 1] if per_level else t_all
             problems += _width_problem(desc, c, 'in_channels', 'student', sp,
-                                       s)
+                                       s_lv)
             if pair.teacher_connector is None:
                 problems += _width_problem(desc, c, 'out_channels', 'teacher',
-                                           tp, t)
+                                           tp, t_lv)
         if problems:
             return problems
         try:

@@ -21,6 +21,7 @@ dummy input is 64 x 64 and a top-level ``distill`` is not seen.
 """
 import inspect
 import math
+import numbers
 import os.path as osp
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -294,3 +295,26 @@ def _write_back(cfg: Config, distill: Any) -> Any:
     except Exception:  # a read-only or unusual config: nothing to record
         pass
     return distill
+
+
+#: Largest side of a dummy input (a 2048 x 1024 Cityscapes image fits).
+MAX_CHECK_SIDE = 4096
+
+
+def check_shape_value(shape) -> Tuple[int, ...]:
+    """A given ``check_input_shape`` as a tuple ``(N, C, H, W)``.
+
+    Raises:
+        ValueError: naming the value and the form it must have.
+    """
+    ok = (
+        isinstance(shape, (tuple, list)) and len(shape) == 4 and all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool)
+            and v > 0 for v in shape) and max(shape[2:]) <= MAX_CHECK_SIDE)
+    if not ok:
+        raise ValueError(
+            'FeatureDistiller: check_input_shape must be (N, C, H, W) with '
+            f'positive ints and H, W <= {MAX_CHECK_SIDE} (e.g. (1, 3, 224, '
+            f"224), the training crop size), 'auto' or None; got "
+            f'{shape!r}')
+    return tuple(int(v) for v in shape)

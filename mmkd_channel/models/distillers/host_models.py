@@ -13,6 +13,9 @@ from .build_context import resolve_local_path
 
 ModelCfg = Union[str, dict, ConfigDict]
 
+#: What ``Config.fromfile`` reads.
+CONFIG_EXTENSIONS = ('.py', '.json', '.yaml', '.yml')
+
 
 def host_model_cfg(cfg: ModelCfg,
                    role: str,
@@ -34,6 +37,14 @@ def host_model_cfg(cfg: ModelCfg,
             raise FileNotFoundError(
                 f'{role}: config file {path!r} does not exist. Give a local '
                 "path or the 'mmdet::faster_rcnn/xxx.py' form.")
+        if osp.splitext(full_path)[1].lower() not in CONFIG_EXTENSIONS:
+            ckpt = (f" and this file as `{role}_ckpt`" if role == 'teacher'
+                    else ", and load this file with init_cfg=dict(type="
+                    "'Pretrained', checkpoint=...)")
+            raise ValueError(
+                f'{role}: {path!r} is not a config file (a config ends with '
+                f"{', '.join(CONFIG_EXTENSIONS)}). Give the {role}'s model "
+                f"config as `{role}`{ckpt}.")
         host_cfg = Config.fromfile(full_path)
         if 'model' not in host_cfg:
             raise KeyError(f'{role}: config {path!r} defines no `model`.')

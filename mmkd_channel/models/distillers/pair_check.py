@@ -5,11 +5,14 @@ these helpers turn what it recorded into channel counts for the
 connectors left ``'auto'`` and into one error that lists every pair (and
 side) that does not fit.
 """
+import copy
 from typing import Callable, List, Optional
 
 import torch
+from mmengine.logging import MMLogger
 from torch import Tensor, nn
 
+from ..connectors.base import ChannelConnector
 from ..losses.base import as_tensor_list
 
 
@@ -28,6 +31,28 @@ class DistillCheckError(KeyError, ValueError, RuntimeError):
 def shapes(feat) -> list:
     """Shapes of a feature (a list: one per level)."""
     return [tuple(f.shape) for f in as_tensor_list(feat)]
+
+
+def describe_non_tensor(feat) -> Optional[str]:
+    """What a recorded output holds besides tensors (e.g. ``(Tensor(1, 49,
+    768), (7, 7))``, ``None``), or None when it is a tensor or a nested
+    tuple of tensors."""
+
+    def clean(f) -> bool:
+        if isinstance(f, Tensor):
+            return True
+        return isinstance(f, (tuple, list)) and bool(f) and all(map(clean, f))
+
+    def show(f) -> str:
+        if isinstance(f, Tensor):
+            return f'Tensor{tuple(f.shape)}'
+        if isinstance(f, (tuple, list)):
+            return '(' + ', '.join(show(x) for x in f) + ')'
+        return repr(f) if len(repr(f)) < 40 else type(f).__name__
+
+    if clean(feat):
+        return None
+    return show(feat)
 
 
 def connectors_of(conn) -> list:
@@ -110,3 +135,31 @@ def last_spatial_module(model: nn.Module, path: str,
         if spatial:
             return name
     return None
+
+
+def split_shared_connector(pair, s, t) -> None:
+    """One connector per level when the levels' widths differ.
+
+    A preset's single connector is shared by the levels of an FPN; a
+    neck whose levels have their own widths (YOLOv3: 512, 256, 128)
+    gets one copy per level instead, each filled in with its level's
+    widths.
+    """
+    conn = pair.connector
+    if not (isinstance(conn, ChannelConnector) and not conn.is_built):
+        return
+    s_list, t_list = as_tensor_list(s), as_tensor_list(t)
+    if len(s_list) < 2 or len(s_list) != len(t_list) or any(
+            f.dim() < 2 for f in s_list + t_list):
+        return
+    if len({f.shape[1]
+            for f in s_list}) == 1 and len({f.shape[1]
+                                            for f in t_list}) == 1:
+        return
+    pair.connector = nn.ModuleList(
+        copy.deepcopy(conn) for _ in range(len(s_list)))
+    MMLogger.get_current_instance().info(
+        f"distill['{pair.name}']: the feature levels have their own "
+        f'widths (student {[f.shape[1] for f in s_list]}, teacher '
+        f'{[f.shape[1] for f in t_list]}): one {type(conn).__name__} '
+        'per level.')

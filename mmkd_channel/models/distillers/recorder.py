@@ -73,6 +73,38 @@ def get_submodule(model: nn.Module,
         f'submodule with this path. {suggest_paths(model, path)}')
 
 
+def through_last_stage(model: nn.Module, spec: str) -> str:
+    """``spec`` with the last element of a list of heads filled in, when
+    only that makes it a path of ``model``.
+
+    Cascades keep their heads in a ``ModuleList`` and predict with the last
+    one: mmseg's OCRNet (``decode_head.1.conv_seg``), mmdet's Cascade R-CNN
+    (``roi_head.bbox_head.2.fc_cls``). A preset written for the single-head
+    model (``'decode_head.conv_seg'``) then means the final head. Paths that
+    exist, or that do not exist either way, are returned unchanged.
+    """
+    if not isinstance(spec, str):
+        return spec
+    cut = min([i for i in (spec.find(':'), spec.find('#')) if i >= 0],
+              default=len(spec))
+    path, suffix = spec[:cut], spec[cut:]
+    names = dict(model.named_modules())
+    if not path or path in names:
+        return spec
+    parts, module, done = path.split('.'), model, []
+    for part in parts:
+        if isinstance(module, (nn.ModuleList, nn.Sequential)) and \
+                part not in module._modules and len(module):
+            last = str(len(module) - 1)
+            done.append(last)
+            module = module._modules[last]
+        if part not in module._modules:
+            return spec
+        done.append(part)
+        module = module._modules[part]
+    return '.'.join(done) + suffix
+
+
 def parse_path(spec: str) -> Tuple[str, str, Optional[int]]:
     """Split ``'module.path[:input][#k]'`` into (path, kind, call index).
 
