@@ -99,7 +99,9 @@ def test_other_families_stage_from_one_run(cfg, last, channels):
     last returned map (its ``out_indices``) is ``stage(-1)``, and the
     recorder records exactly that map there."""
     from mmpretrain.registry import MODELS
-    model = wrap(MODELS.build(cfg))
+
+    # _scope_: an earlier test may leave another default scope current
+    model = wrap(MODELS.build(dict(cfg, _scope_='mmpretrain')))
     model.backbone.train()
     path = resolve_stage_path(model, 'backbone.stage(-1)')
     assert path == f'backbone.{last}'
