@@ -175,9 +175,32 @@ class TeacherPrecision:
             f'{len(self.folded)} BatchNorm layers folded into their convs, '
             f'{kept} kept in fp32.')
 
+    def apply(self, teacher: nn.Module, fn: Callable[[Tensor], Tensor],
+              *args, **kwargs) -> None:
+        """``teacher._apply(fn)`` for the distiller's ``_apply``: a
+        converted teacher follows ``.to(device)`` / ``.cuda()``, but not
+        the casts of ``.half()`` / ``.float()`` / ``.to(dtype)``.
+
+        A cast is not undone afterwards but never applied: fp32 tensors
+        (unfolded BNs, an fp32 channels-last teacher) sent through fp16
+        and back would come back rounded.
+        """
+        if not self.active:
+            teacher._apply(fn, *args, **kwargs)
+            return
+
+        def move(t: Tensor) -> Tensor:
+            moved = fn(t)
+            if moved.dtype != t.dtype:  # a cast: take only its device
+                moved = t.to(moved.device)
+            return moved
+
+        teacher._apply(move, *args, **kwargs)
+        self.restore(teacher)
+
     def restore(self, teacher: nn.Module) -> None:
-        """Cast the teacher's tensors to its dtype and layout again (also
-        after ``distiller.to()`` / ``.float()`` / ``.half()``)."""
+        """Cast the teacher's tensors to its dtype and layout (unfolded
+        BNs: fp32), e.g. after a move."""
         if not self.active:
             return
         keep = {
