@@ -62,11 +62,14 @@ def choose_auto_dtype() -> Tuple[str, str]:
         return 'fp32', f'CUDA device {name!r} has no bf16 support'
     capability = torch.backends.cpu.get_cpu_capability()
     flags = cpu_bf16_flags()
-    if flags and torch.backends.mkldnn.is_available():
-        return 'bf16', (f'CPU has {"/".join(flags)} (torch CPU capability '
-                        f'{capability}, oneDNN available)')
-    return 'fp32', (f'CPU has no avx512_bf16/amx_bf16 flag (torch CPU '
-                    f'capability {capability}), bf16 would be emulated')
+    if not flags:
+        return 'fp32', (f'CPU has no avx512_bf16/amx_bf16 flag (torch CPU '
+                        f'capability {capability}), bf16 would be emulated')
+    if not torch.backends.mkldnn.is_available():
+        return 'fp32', (f'CPU has {"/".join(flags)} but this torch has no '
+                        'oneDNN, whose kernels use them')
+    return 'bf16', (f'CPU has {"/".join(flags)} (torch CPU capability '
+                    f'{capability}, oneDNN available)')
 
 
 def cast_tensors(value, dtype: torch.dtype):
