@@ -190,17 +190,25 @@ def test_resume_rebuilds_and_converts_the_bf16_teacher_once(
         fresh.teacher_features(x)['neck'][0])
 
 
-def test_load_state_dict_leaves_the_converted_teacher_alone(fresh):
+@pytest.mark.parametrize('dtype', ['bf16', 'fp32'])
+def test_load_state_dict_leaves_the_converted_teacher_alone(dtype, fresh):
     """``load_from`` (and resume) call ``load_state_dict`` with the saved
     student and connectors only: the teacher must neither be expected in
-    it nor changed by it."""
-    model = FeatureDistiller(
-        **{k: v
-           for k, v in model_cfg(fresh.teacher_ckpt).items() if k != 'type'})
-    missing, unexpected = model.load_state_dict(
-        fresh.state_dict(), strict=True)
+    it nor changed by it, so a run may resume with another dtype."""
+    cfg = model_cfg(fresh.teacher_ckpt, dtype)
+    cfg.pop('type')
+    model = FeatureDistiller(**cfg)
+    reference = FeatureDistiller(**cfg)
+    # a saved state that differs from the model's own
+    state = {
+        k: v + 1.0 if v.is_floating_point() else v
+        for k, v in fresh.state_dict().items()
+    }
+    missing, unexpected = model.load_state_dict(state, strict=True)
     assert not missing and not unexpected
-    assert_same_teacher(model.teacher, fresh.teacher)
+    key = 'distill_pairs.neck.connector.mlp.0.weight'
+    assert torch.equal(model.state_dict()[key], state[key])
+    assert_same_teacher(model.teacher, reference.teacher)
 
 
 @pytest.mark.parametrize('move,student_dtype', [
