@@ -178,8 +178,8 @@ class TeacherPrecision:
             f'{len(self.folded)} BatchNorm layers folded into their convs, '
             f'{kept} kept in fp32.')
 
-    def apply(self, teacher: nn.Module, fn: Callable[[Tensor], Tensor],
-              *args, **kwargs) -> None:
+    def apply(self, teacher: nn.Module, fn: Callable[[Tensor], Tensor], *args,
+              **kwargs) -> None:
         """``teacher._apply(fn)`` for the distiller's ``_apply``: a
         converted teacher follows ``.to(device)`` / ``.cuda()``, but not
         the casts of ``.half()`` / ``.float()`` / ``.to(dtype)``.

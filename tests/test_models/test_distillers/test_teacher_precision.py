@@ -21,8 +21,9 @@ DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 def cpu_runs(dtype: torch.dtype) -> bool:
     """Whether this torch has CPU conv kernels for ``dtype``."""
     try:
-        F.conv2d(torch.ones(1, 2, 4, 4, dtype=dtype),
-                 torch.ones(2, 2, 3, 3, dtype=dtype))
+        F.conv2d(
+            torch.ones(1, 2, 4, 4, dtype=dtype),
+            torch.ones(2, 2, 3, 3, dtype=dtype))
     except RuntimeError:
         return False
     return True
@@ -122,8 +123,7 @@ def test_auto_choice_and_its_log(monkeypatch, flags, onednn, cuda, expected):
     """Both ways of every probe (CPU flags, oneDNN, CUDA) mocked, so the
     choice and the logged reason do not depend on the machine."""
     monkeypatch.setattr(tp, 'cpu_bf16_flags', lambda: flags)
-    monkeypatch.setattr(torch.backends.mkldnn, 'is_available',
-                        lambda: onednn)
+    monkeypatch.setattr(torch.backends.mkldnn, 'is_available', lambda: onednn)
     monkeypatch.setattr(torch.backends.cpu, 'get_cpu_capability',
                         lambda: 'AVX512')
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: cuda)

@@ -55,6 +55,12 @@ def model_cfg(teacher_ckpt: str, dtype: str = 'bf16') -> dict:
         check_input_shape=(1, 3, 16, 16))
 
 
+def build(teacher_ckpt: str, dtype: str = 'bf16') -> FeatureDistiller:
+    cfg = model_cfg(teacher_ckpt, dtype)
+    cfg.pop('type')
+    return FeatureDistiller(**cfg)
+
+
 def runner_cfg(work_dir: str, teacher_ckpt: str, max_iters: int,
                resume: bool) -> dict:
     return dict(
@@ -98,9 +104,7 @@ def teacher_ckpt(tmp_path_factory) -> str:
 @pytest.fixture(scope='module')
 def fresh(teacher_ckpt) -> FeatureDistiller:
     """The bf16 distiller as the config builds it, never trained."""
-    return FeatureDistiller(
-        **{k: v
-           for k, v in model_cfg(teacher_ckpt).items() if k != 'type'})
+    return build(teacher_ckpt)
 
 
 def assert_same_teacher(teacher: nn.Module, reference: nn.Module) -> None:
@@ -151,9 +155,8 @@ def test_resume_rebuilds_and_converts_the_bf16_teacher_once(
     assert all(v.dtype == torch.float32 for v in state.values()
                if v.is_floating_point())
     conn_key = 'distill_pairs.neck.connector.mlp.0.weight'
-    assert torch.equal(
-        state[conn_key],
-        first.model.distill_pairs.neck.connector.mlp[0].weight)
+    assert torch.equal(state[conn_key],
+                       first.model.distill_pairs.neck.connector.mlp[0].weight)
 
     # the student-only checkpoint (as export_student.py splits it) loads,
     # strictly, into the plain host model
@@ -195,10 +198,8 @@ def test_load_state_dict_leaves_the_converted_teacher_alone(dtype, fresh):
     """``load_from`` (and resume) call ``load_state_dict`` with the saved
     student and connectors only: the teacher must neither be expected in
     it nor changed by it, so a run may resume with another dtype."""
-    cfg = model_cfg(fresh.teacher_ckpt, dtype)
-    cfg.pop('type')
-    model = FeatureDistiller(**cfg)
-    reference = FeatureDistiller(**cfg)
+    model = build(fresh.teacher_ckpt, dtype)
+    reference = build(fresh.teacher_ckpt, dtype)
     # a saved state that differs from the model's own
     state = {
         k: v + 1.0 if v.is_floating_point() else v
@@ -225,10 +226,8 @@ def test_moves_and_casts_keep_the_converted_teacher_exactly(
     teacher but leave its dtype, layout, folding and values alone (an fp32
     channels-last teacher too: a round trip through fp16 would round its
     weights)."""
-    cfg = model_cfg(teacher_ckpt, dtype)
-    cfg.pop('type')
-    model = FeatureDistiller(**cfg)
-    reference = FeatureDistiller(**cfg)
+    model = build(teacher_ckpt, dtype)
+    reference = build(teacher_ckpt, dtype)
     move(model)
     assert_same_teacher(model.teacher, reference.teacher)
     assert model.teacher_precision.folded == FOLDED
@@ -279,13 +278,11 @@ def torchrun_env(monkeypatch):
         dist.destroy_process_group()
 
 
-def test_cpu_ddp_keeps_the_bf16_teacher_out_and_frozen(
-        torchrun_env, teacher_ckpt, fresh):
+def test_cpu_ddp_keeps_the_bf16_teacher_out_and_frozen(torchrun_env,
+                                                       teacher_ckpt, fresh):
     from mmkd_channel.utils import CPUDistributedDataParallel, init_cpu_dist
     init_cpu_dist('pytorch')
-    model = FeatureDistiller(
-        **{k: v
-           for k, v in model_cfg(teacher_ckpt).items() if k != 'type'})
+    model = build(teacher_ckpt)
     ddp = CPUDistributedDataParallel(
         module=model, device_ids=[0], broadcast_buffers=False)
     teacher_ids = {id(p) for p in model.teacher.parameters()}
