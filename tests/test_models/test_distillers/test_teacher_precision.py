@@ -374,7 +374,9 @@ def test_build_time_check_in_every_precision(dtype):
     assert good.teacher.neck.conv.weight.dtype == DTYPES[dtype]
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+@pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason='runs the fp16 / bf16 teacher on a GPU: no CUDA device here')
 @pytest.mark.parametrize('dtype', ['fp16', 'bf16'])
 def test_cuda_teacher_precision(dtype, teacher_ckpt):
     if dtype == 'bf16' and not torch.cuda.is_bf16_supported():
