@@ -439,3 +439,42 @@ def test_ofd_margin_comes_from_the_bn_before_it_is_folded(teacher_ckpt):
     a = fp32.teacher_features(x)['backbone.5:input']
     b = bf16.teacher_features(x)['backbone.5:input']
     assert rel_err(b, a) < 2e-2
+
+
+def test_every_teacher_is_converted_with_several(teacher_ckpt):
+    """``teachers=``: each teacher gets its own conversion (its own BNs
+    folded) and keeps it through ``.half()``; features of both come back
+    in the student's dtype."""
+    pair = dict(
+        student='neck',
+        connector=dict(
+            type='ChannelWiseTransform', in_channels=8, out_channels=16),
+        loss=dict(type='FeatureL2Loss'))
+    torch.manual_seed(0)
+    model = FeatureDistiller(
+        student=toy_cfg(8),
+        teachers=dict(
+            a=dict(config=toy_cfg(16), ckpt=teacher_ckpt),
+            b=dict(config=toy_cfg(16), ckpt=None)),
+        distill=dict(
+            from_a=dict(pair, teacher_model='a'),
+            from_b=dict(pair, teacher_model='b')),
+        teacher_dtype='bf16',
+        teacher_channels_last=True,
+        check_input_shape=(1, 3, 16, 16))
+    assert set(model.teacher_precisions) == {'a', 'b'}
+    model.half()
+    x = torch.rand(2, 3, 16, 16)
+    for name, teacher in model.teachers.items():
+        assert model.teacher_precisions[name].folded == {
+            'backbone.1': 'backbone.0',
+            'backbone.4': 'backbone.3'
+        }, name
+        assert isinstance(teacher.backbone[1], tp._FoldedBN)
+        assert teacher.neck.conv.weight.dtype == torch.bfloat16
+        feats = model.teacher_features(x.half(), teacher=name)['neck']
+        assert all(f.dtype == torch.float16 for f in feats)
+    # 'a' loaded its checkpoint before folding: its conv is the folded one
+    plain = distiller('fp32', teacher_ckpt=teacher_ckpt)
+    a = model.teacher_features(x.half(), teacher='a')['neck'][0].float()
+    assert rel_err(a, plain.teacher_features(x)['neck'][0]) < 2e-2
