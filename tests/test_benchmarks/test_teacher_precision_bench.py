@@ -81,3 +81,22 @@ def test_efficacy_report_adds_the_precision_table_only_with_both_arms(
     # three seeds, bf16 0.5 better on each: mean +0.50, no spread, 3 wins
     assert '| 3 |' in row and '+0.50 +- 0.00' in row and '3 / 0 / 0' in row
     assert 'Teacher precision' not in report(['plain', 'cwt'])
+
+
+def test_size_option_reaches_the_benchmark(monkeypatch):
+    """``--size H W`` sets the synthetic image size; without it the
+    overhead benchmark's default per host kind (``None``) is used."""
+    import benchmark_teacher_precision as script
+    import mmkd_bench.precision as precision
+    seen = []
+
+    def fake(config, **kwargs):
+        seen.append(kwargs['img_size'])
+        return dict(
+            ratio_lp=1.0, ratio=1.0, teacher_speedup=1.0, wall_time_s=0.0)
+
+    monkeypatch.setattr(precision, 'benchmark_precision', fake)
+    monkeypatch.setattr(precision, 'format_precision_table', lambda r: '')
+    script.main(['a.py', '--size', '512', '768', '--threads', '0'])
+    script.main(['a.py'])
+    assert seen == [[512, 768], None]

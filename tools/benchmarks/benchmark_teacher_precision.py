@@ -16,6 +16,10 @@ Examples:
     python tools/benchmarks/benchmark_teacher_precision.py \\
         configs/cwt/cwt_fpn_faster-rcnn_r101_faster-rcnn_r50_8xb2-2x_coco.py \\
         --iters 3 --no-memory
+    # at a training-like image size
+    python tools/benchmarks/benchmark_teacher_precision.py \\
+        configs/cwt/cwt_fpn_faster-rcnn_r101_faster-rcnn_r50_8xb2-2x_coco.py \\
+        --size 512 512 --iters 3 --warmup 1 --threads 1 --timer process
 """
 import argparse
 import json
@@ -42,6 +46,13 @@ def parse_args(argv=None):
     parser.add_argument('--iters', type=int, default=10)
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--batch-size', type=int, default=2)
+    parser.add_argument(
+        '--size',
+        type=int,
+        nargs=2,
+        metavar=('H', 'W'),
+        help='image size of the synthetic batches (default: the overhead '
+        "benchmark's size for the host kind, e.g. 128 x 128 for mmdet)")
     parser.add_argument(
         '--no-memory',
         action='store_true',
@@ -78,6 +89,7 @@ def main(argv=None) -> list:
             iters=args.iters,
             warmup=args.warmup,
             memory=not args.no_memory,
+            img_size=args.size,
             batch_size=args.batch_size,
             device=device,
             timer=args.timer)

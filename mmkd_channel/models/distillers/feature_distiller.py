@@ -282,9 +282,9 @@ class FeatureDistiller(RefuseHostModelArgs, DistillBuildChecks, BaseModel):
     def _apply(self, fn, *args, **kwargs):
         super()._apply(fn, *args, **kwargs)
         for name, teacher in self.teachers.items():
-            teacher._apply(fn, *args, **kwargs)
-            # .to(device) / .float() keep the teacher's own dtype and layout
-            self.teacher_precisions[name].restore(teacher)
+            # .to(device) moves it; .float() / .half() keep the dtype and
+            # layout of a converted teacher
+            self.teacher_precisions[name].apply(teacher, fn, *args, **kwargs)
         return self
 
     def train(self, mode: bool = True) -> 'FeatureDistiller':

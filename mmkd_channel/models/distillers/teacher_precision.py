@@ -62,11 +62,14 @@ def choose_auto_dtype() -> Tuple[str, str]:
         return 'fp32', f'CUDA device {name!r} has no bf16 support'
     capability = torch.backends.cpu.get_cpu_capability()
     flags = cpu_bf16_flags()
-    if flags and torch.backends.mkldnn.is_available():
-        return 'bf16', (f'CPU has {"/".join(flags)} (torch CPU capability '
-                        f'{capability}, oneDNN available)')
-    return 'fp32', (f'CPU has no avx512_bf16/amx_bf16 flag (torch CPU '
-                    f'capability {capability}), bf16 would be emulated')
+    if not flags:
+        return 'fp32', (f'CPU has no avx512_bf16/amx_bf16 flag (torch CPU '
+                        f'capability {capability}), bf16 would be emulated')
+    if not torch.backends.mkldnn.is_available():
+        return 'fp32', (f'CPU has {"/".join(flags)} but this torch has no '
+                        'oneDNN, whose kernels use them')
+    return 'bf16', (f'CPU has {"/".join(flags)} (torch CPU capability '
+                    f'{capability}, oneDNN available)')
 
 
 def cast_tensors(value, dtype: torch.dtype):
@@ -175,9 +178,32 @@ class TeacherPrecision:
             f'{len(self.folded)} BatchNorm layers folded into their convs, '
             f'{kept} kept in fp32.')
 
+    def apply(self, teacher: nn.Module, fn: Callable[[Tensor], Tensor], *args,
+              **kwargs) -> None:
+        """``teacher._apply(fn)`` for the distiller's ``_apply``: a
+        converted teacher follows ``.to(device)`` / ``.cuda()``, but not
+        the casts of ``.half()`` / ``.float()`` / ``.to(dtype)``.
+
+        A cast is not undone afterwards but never applied: fp32 tensors
+        (unfolded BNs, an fp32 channels-last teacher) sent through fp16
+        and back would come back rounded.
+        """
+        if not self.active:
+            teacher._apply(fn, *args, **kwargs)
+            return
+
+        def move(t: Tensor) -> Tensor:
+            moved = fn(t)
+            if moved.dtype != t.dtype:  # a cast: take only its device
+                moved = t.to(moved.device)
+            return moved
+
+        teacher._apply(move, *args, **kwargs)
+        self.restore(teacher)
+
     def restore(self, teacher: nn.Module) -> None:
-        """Cast the teacher's tensors to its dtype and layout again (also
-        after ``distiller.to()`` / ``.float()`` / ``.half()``)."""
+        """Cast the teacher's tensors to its dtype and layout (unfolded
+        BNs: fp32), e.g. after a move."""
         if not self.active:
             return
         keep = {

@@ -12,9 +12,32 @@ from torch import nn
 from toy_models import toy_cfg
 
 from mmkd_channel.models import FeatureDistiller
+from mmkd_channel.models.distillers import DistillCheckError
 from mmkd_channel.models.distillers import teacher_precision as tp
 
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+
+def cpu_runs(dtype: torch.dtype) -> bool:
+    """Whether this torch has CPU conv kernels for ``dtype``."""
+    try:
+        F.conv2d(
+            torch.ones(1, 2, 4, 4, dtype=dtype),
+            torch.ones(2, 2, 3, 3, dtype=dtype))
+    except RuntimeError:
+        return False
+    return True
+
+
+#: every precision, those the CPU cannot run skipped with the reason
+PRECISIONS = [
+    pytest.param(
+        name,
+        marks=pytest.mark.skipif(
+            not torch.cuda.is_available() and not cpu_runs(dtype),
+            reason=f'this torch build has no {name} conv kernels on CPU'))
+    for name, dtype in DTYPES.items()
+]
 
 
 def distiller(dtype='bf16', channels_last=False, **kwargs):
@@ -90,29 +113,41 @@ def test_bad_options_raise_at_build_naming_the_key():
         distiller('bf16', channels_last='yes')
 
 
-@pytest.mark.parametrize('flags,cuda,expected', [
-    (['amx_bf16', 'avx512_bf16'], False, 'bf16'),
-    ([], False, 'fp32'),
-    ([], True, 'bf16'),
+@pytest.mark.parametrize('flags,onednn,cuda,expected', [
+    (['amx_bf16', 'avx512_bf16'], True, False, 'bf16'),
+    (['avx512_bf16'], False, False, 'fp32'),
+    ([], True, False, 'fp32'),
+    ([], True, True, 'bf16'),
 ])
-def test_auto_choice_and_its_log(monkeypatch, flags, cuda, expected):
+def test_auto_choice_and_its_log(monkeypatch, flags, onednn, cuda, expected):
+    """Both ways of every probe (CPU flags, oneDNN, CUDA) mocked, so the
+    choice and the logged reason do not depend on the machine."""
     monkeypatch.setattr(tp, 'cpu_bf16_flags', lambda: flags)
+    monkeypatch.setattr(torch.backends.mkldnn, 'is_available', lambda: onednn)
+    monkeypatch.setattr(torch.backends.cpu, 'get_cpu_capability',
+                        lambda: 'AVX512')
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: cuda)
     monkeypatch.setattr(torch.cuda, 'get_device_name', lambda *a: 'GPU-X')
     monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda *a: True)
     choice, reason = tp.choose_auto_dtype()
     assert choice == expected
     if cuda:
-        assert 'GPU-X' in reason
+        assert reason == "CUDA device 'GPU-X' supports bf16"
+    elif expected == 'bf16':
+        assert reason == ('CPU has amx_bf16/avx512_bf16 (torch CPU '
+                          'capability AVX512, oneDNN available)')
     elif flags:
-        assert 'amx_bf16/avx512_bf16' in reason
+        assert reason == ('CPU has avx512_bf16 but this torch has no '
+                          'oneDNN, whose kernels use them')
     else:
-        assert 'no avx512_bf16/amx_bf16' in reason
+        assert reason == ('CPU has no avx512_bf16/amx_bf16 flag (torch CPU '
+                          'capability AVX512), bf16 would be emulated')
 
     with log_messages() as messages:
         model = distiller('auto')
-    assert any(f'teacher_dtype=auto chose {choice}: {reason}' in m
+    assert any(f'teacher_dtype=auto chose {choice}: {reason}.' in m
                for m in messages), messages
+    assert model.teacher_precision.requested == 'auto'
     assert model.teacher.neck.conv.weight.dtype == DTYPES[choice]
 
 
@@ -269,7 +304,7 @@ def test_converted_teacher_ignores_autocast(dtype):
     assert seen == [DTYPES[dtype]]
 
 
-@pytest.mark.parametrize('dtype', list(DTYPES))
+@pytest.mark.parametrize('dtype', PRECISIONS)
 def test_truncation_in_every_precision(dtype):
     model = distiller(dtype, channels_last=True)
     head_calls = []
@@ -284,21 +319,64 @@ def test_truncation_in_every_precision(dtype):
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize('dtype', list(DTYPES))
+@pytest.mark.parametrize('dtype', PRECISIONS)
+def test_truncation_after_a_folded_bn(dtype, teacher_ckpt):
+    """A recorded BN that was folded into its conv (now a ``_FoldedBN``
+    at the same path) is still recorded, and the teacher stops there."""
+    bn = dict(
+        bn=dict(
+            student='backbone.4',
+            connector=dict(
+                type='ChannelWiseTransform', in_channels=8, out_channels=16),
+            loss=dict(type='FeatureL2Loss')))
+    model = distiller(
+        dtype, channels_last=True, teacher_ckpt=teacher_ckpt, distill=bn)
+    assert model.teacher_precision.folded['backbone.4'] == 'backbone.3'
+    later = []
+    model.teacher.backbone[5].register_forward_hook(lambda *a: later.append(1))
+    model.teacher.neck.register_forward_hook(lambda *a: later.append(2))
+    x = torch.rand(2, 3, 16, 16)
+    feat = model.teacher_features(x)['backbone.4']
+    assert later == []
+    assert feat.shape == (2, 16, 8, 8) and feat.dtype == torch.float32
+    plain = distiller('fp32', teacher_ckpt=teacher_ckpt, distill=bn)
+    tol = {'fp32': 1e-5, 'bf16': 2e-2, 'fp16': 2e-3}[dtype]
+    assert rel_err(feat, plain.teacher_features(x)['backbone.4']) < tol
+
+
+@pytest.mark.parametrize('dtype', PRECISIONS)
 def test_build_time_check_in_every_precision(dtype):
+    """The dry run that checks the pairs runs the converted teacher: a
+    wrong width (seen only in the teacher's features) and a wrong path
+    are both reported, with their fixes, when the distiller is built."""
     bad = dict(
         neck=dict(
             student='neck',
             connector=dict(
                 type='ChannelWiseTransform', in_channels=8, out_channels=12),
+            loss=dict(type='FeatureL2Loss')),
+        typo=dict(
+            student='neck',
+            teacher='nek',
+            connector=dict(
+                type='ChannelWiseTransform', in_channels=8, out_channels=16),
             loss=dict(type='FeatureL2Loss')))
-    with pytest.raises(ValueError, match='out_channels=12 but the teacher'):
+    with pytest.raises(DistillCheckError) as info:
         distiller(dtype, channels_last=True, distill=bad)
+    message = str(info.value)
+    assert '2 problem(s)' in message, message
+    assert "out_channels=12 but the teacher feature 'neck' has 16 " \
+        'channels' in message
+    assert 'Fix: set out_channels=16' in message
+    assert "teacher module path 'nek'" in message
     good = distiller(dtype, channels_last=True)
     assert good._checked
+    assert good.teacher.neck.conv.weight.dtype == DTYPES[dtype]
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+@pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason='runs the fp16 / bf16 teacher on a GPU: no CUDA device here')
 @pytest.mark.parametrize('dtype', ['fp16', 'bf16'])
 def test_cuda_teacher_precision(dtype, teacher_ckpt):
     if dtype == 'bf16' and not torch.cuda.is_bf16_supported():
@@ -361,3 +439,42 @@ def test_ofd_margin_comes_from_the_bn_before_it_is_folded(teacher_ckpt):
     a = fp32.teacher_features(x)['backbone.5:input']
     b = bf16.teacher_features(x)['backbone.5:input']
     assert rel_err(b, a) < 2e-2
+
+
+def test_every_teacher_is_converted_with_several(teacher_ckpt):
+    """``teachers=``: each teacher gets its own conversion (its own BNs
+    folded) and keeps it through ``.half()``; features of both come back
+    in the student's dtype."""
+    pair = dict(
+        student='neck',
+        connector=dict(
+            type='ChannelWiseTransform', in_channels=8, out_channels=16),
+        loss=dict(type='FeatureL2Loss'))
+    torch.manual_seed(0)
+    model = FeatureDistiller(
+        student=toy_cfg(8),
+        teachers=dict(
+            a=dict(config=toy_cfg(16), ckpt=teacher_ckpt),
+            b=dict(config=toy_cfg(16), ckpt=None)),
+        distill=dict(
+            from_a=dict(pair, teacher_model='a'),
+            from_b=dict(pair, teacher_model='b')),
+        teacher_dtype='bf16',
+        teacher_channels_last=True,
+        check_input_shape=(1, 3, 16, 16))
+    assert set(model.teacher_precisions) == {'a', 'b'}
+    model.half()
+    x = torch.rand(2, 3, 16, 16)
+    for name, teacher in model.teachers.items():
+        assert model.teacher_precisions[name].folded == {
+            'backbone.1': 'backbone.0',
+            'backbone.4': 'backbone.3'
+        }, name
+        assert isinstance(teacher.backbone[1], tp._FoldedBN)
+        assert teacher.neck.conv.weight.dtype == torch.bfloat16
+        feats = model.teacher_features(x.half(), teacher=name)['neck']
+        assert all(f.dtype == torch.float16 for f in feats)
+    # 'a' loaded its checkpoint before folding: its conv is the folded one
+    plain = distiller('fp32', teacher_ckpt=teacher_ckpt)
+    a = model.teacher_features(x.half(), teacher='a')['neck'][0].float()
+    assert rel_err(a, plain.teacher_features(x)['neck'][0]) < 2e-2

@@ -1,6 +1,11 @@
 """bf16 + channels-last teachers of the three hosts record the features of
 their fp32 selves, within a stated tolerance.
 
+The converted teacher is frozen and outside the distiller's parameters,
+and its features carry no graph back into it (the toy tests check, in
+fp32, bf16 and fp16, that a backward pass leaves every teacher ``.grad``
+``None``).
+
 Each teacher is built from the host's own ``.mim`` config (Faster R-CNN
 R101-FPN, PSPNet R101-D8, ResNet-50) with random weights and random BN
 statistics and saved as a checkpoint; the fp32 reference is that teacher
@@ -85,6 +90,10 @@ def test_bf16_teacher_features_match_fp32(host, repo_root, tmp_path):
     conv = next(m for m in bf16.teacher.modules() if isinstance(m, nn.Conv2d))
     assert conv.weight.dtype == torch.bfloat16
     assert bf16._checked  # the build-time check ran in bf16
+    # frozen: nothing of the teacher can take a gradient
+    assert not any(p.requires_grad for p in bf16.teacher.parameters())
+    assert not set(map(id, bf16.teacher.parameters())) & set(
+        map(id, bf16.parameters()))  # not in the optimizer's reach
     x = torch.randn(*SHAPE, generator=torch.Generator().manual_seed(1))
     features = bf16.teacher_features(x)
     # the fp32 reference: what the default distiller records (the teacher
@@ -98,6 +107,8 @@ def test_bf16_teacher_features_match_fp32(host, repo_root, tmp_path):
         assert ref and len(ref) == len(got)
         for r, f in zip(ref, got):
             assert f.dtype == torch.float32 and f.shape == r.shape
+            # a target: no graph back into the teacher
+            assert not f.requires_grad and f.grad_fn is None
             err = float((f - r).norm() / r.norm())
             MEASURED.setdefault(host, []).append(err)
             assert err < RTOL, f'{host} {p}: relative error {err:.2e}'
