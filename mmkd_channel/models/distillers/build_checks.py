@@ -14,7 +14,7 @@ from .build_context import (DEFAULT_CHECK_SIDE, input_size_from_config,
                             min_input_side)
 from .distill_pair import DistillPair, with_context
 from .pair_check import (DistillCheckError, connectors_of, is_pooled,
-                         is_spatial, last_spatial_module, shapes,
+                         is_spatial, last_spatial_module, non_tensor, shapes,
                          unwrap_single)
 from .recorder import get_submodule, parse_path
 from .teachers import SINGLE, resolve_teacher_model
@@ -380,6 +380,18 @@ class DistillBuildChecks:
                 'distill. Fix: choose a module on the forward path (before '
                 'the heads: the check runs the models without data '
                 'samples).' for role, path in missing
+            ]
+        sides = (('student', s_out[sp], sp), (t_role, t_out[tp], tp))
+        odd = [(role, path, non_tensor(feat)) for role, feat, path in sides]
+        odd = [o for o in odd if o[2] is not None]
+        if odd:
+            return [
+                f'{where}: the {role} module {path!r} returns a {kind} '
+                'object, not a tensor or a tuple of tensors, so it has no '
+                'feature to distill. Fix: record the submodule that '
+                'computes the tensor, e.g. the classification layer for '
+                "logits (a Hugging Face model returns a dict: "
+                "'model.classifier', not 'model')." for role, path, kind in odd
             ]
         if pair.unbuilt():  # reported when its widths were filled in
             return []

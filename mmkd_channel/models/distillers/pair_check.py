@@ -37,6 +37,16 @@ def connectors_of(conn) -> list:
     return list(conn) if isinstance(conn, nn.ModuleList) else [conn]
 
 
+def non_tensor(feat) -> Optional[str]:
+    """The type of a recorded output that is neither a tensor nor a tuple /
+    list of tensors (a Hugging Face model's dict of outputs), else None."""
+    if isinstance(feat, Tensor):
+        return None
+    if isinstance(feat, (tuple, list)):
+        return next(filter(None, map(non_tensor, feat)), None)
+    return type(feat).__name__
+
+
 def unwrap_single(student, teacher):
     """Unwrap a one-element tuple that sits next to a tensor.
 
