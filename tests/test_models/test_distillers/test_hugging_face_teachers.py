@@ -6,14 +6,17 @@ Nothing downloads: the teacher is built from a ``config.json`` written into
 a local directory (``pretrained=False`` reads only that) and its checkpoint
 is the Hugging Face model's own ``state_dict``, saved here.
 """
+import logging
 import math
 import os
 import os.path as osp
+from typing import Optional
 
 import pytest
 import torch
 import transformers
 from mmengine.config import Config
+from mmengine.logging import MMLogger
 from mmengine.runner import Runner
 from mmpretrain.structures import DataSample
 
@@ -104,11 +107,13 @@ def token_pair(teacher: str = BLOCK) -> dict:
         loss=dict(type='FeatureL2Loss'))
 
 
-def distiller(hf: dict, **distill) -> FeatureDistiller:
+def distiller(hf: dict,
+              teacher: Optional[dict] = None,
+              **distill) -> FeatureDistiller:
     torch.manual_seed(1)  # the teacher starts from other random weights
     return FeatureDistiller(
         student=resnet18(),
-        teacher=teacher_cfg(hf),
+        teacher=teacher or teacher_cfg(hf),
         teacher_ckpt=hf['ckpt'],
         distill=distill,
         check_input_shape=(1, 3, 64, 64))
@@ -229,6 +234,39 @@ def test_whole_model_output_is_refused_naming_the_classifier(hf):
     assert "distill['logits']" in msg
     assert 'ImageClassifierOutput' in msg
     assert "'model.classifier'" in msg
+
+
+@pytest.mark.parametrize('norm', [None, HF_VIT_NORM])
+def test_warns_when_the_teacher_would_see_raw_pixels(hf, norm):
+    """mmpretrain's wrapper does not normalise unless told: the teacher
+    would get 0-255 BGR pixels, which no Hugging Face model was trained
+    on."""
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        model = distiller(
+            hf,
+            teacher=dict(teacher_cfg(hf), data_preprocessor=norm),
+            tokens=token_pair())
+    finally:
+        logger.removeHandler(handler)
+    warned = [
+        r.getMessage() for r in records
+        if r.levelno == logging.WARNING and '0-255' in r.getMessage()
+    ]
+    if norm is None:
+        assert len(warned) == 1
+        assert 'HuggingFaceClassifier' in warned[0]
+        assert 'mean=[127.5] * 3' in warned[0]
+        x = torch.rand(1, 3, 8, 8)  # and what it warns about is true:
+        rgb = x * torch.tensor(IMAGENET['std']).view(1, 3, 1, 1) + \
+            torch.tensor(IMAGENET['mean']).view(1, 3, 1, 1)
+        torch.testing.assert_close(model._teacher_inputs(x), rgb.flip(1))
+    else:
+        assert warned == []
 
 
 CONFIG = """
