@@ -3,6 +3,7 @@ paths, fill connector widths from a dry run and check every pair, with one
 error that lists every problem and its fix."""
 import difflib
 import inspect
+from collections.abc import Mapping
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -337,13 +338,17 @@ class DistillBuildChecks:
                 if found is None:
                     continue
                 self._bad_paths.add((pair.name, role))
+                # a Hugging Face model returns a dict of outputs
+                hint = (" (for logits, its classification layer, e.g. "
+                        "'model.classifier' rather than 'model')"
+                        if isinstance(out[path], Mapping) else '')
                 problems.append(
                     f"distill['{pair.name}']: {role} '{path}' returns "
                     f'{found}, not a feature (a tensor or a tuple of '
                     'tensors). Fix: record a module that returns the '
                     "feature map, e.g. the backbone ('backbone') or "
                     "'backbone.stage(-1)', or a submodule of "
-                    f"'{parse_path(path)[0]}'.")
+                    f"'{parse_path(path)[0]}'{hint}.")
         return problems
 
     def _teacher_side(self, pair: DistillPair, t):

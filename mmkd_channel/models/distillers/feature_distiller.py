@@ -15,7 +15,7 @@ from .host_api_guard import RefuseHostModelArgs
 from .host_models import ModelCfg, build_host_model, host_model_cfg
 from .loss_keys import rename_reserved_losses
 from .loss_scale import LossScaleMonitor
-from .preprocess import TeacherInputRemap
+from .preprocess import TeacherInputRemap, warn_raw_pixels
 from .recorder import FeatureRecorder
 from .teacher_precision import TeacherPrecision
 from .teachers import SINGLE, check_all_used, normalise_teachers
@@ -173,6 +173,8 @@ class FeatureDistiller(RefuseHostModelArgs, DistillBuildChecks, BaseModel):
                 getattr(model, 'data_preprocessor', None))
             for name, model in built.items()
         }
+        for name, model in built.items():
+            warn_raw_pixels(model, self._teacher_role(name))
         self.teacher_input = next(iter(remaps.values()))
         # non-persistent buffers: moved with the distiller, not saved
         self.teacher_inputs = nn.ModuleDict({

@@ -7,6 +7,10 @@ from torch import Tensor, nn
 
 #: Attribute names under which the hosts' preprocessors keep "BGR -> RGB".
 _FLIP_ATTRS = ('_channel_conversion', 'channel_conversion', 'to_rgb')
+#: mmpretrain's wrappers of models trained elsewhere. Their default
+#: preprocessor does not normalise, but no timm or Hugging Face model was
+#: trained on 0-255 BGR pixels.
+_FOREIGN_WRAPPERS = ('TimmClassifier', 'HuggingFaceClassifier')
 
 
 def normalisation(
@@ -92,3 +96,28 @@ class TeacherInputRemap(nn.Module):
         if self.flip:
             x = x.flip(1)
         return x * self.scale.to(x.dtype) + self.shift.to(x.dtype)
+
+
+def warn_raw_pixels(model: nn.Module, role: str) -> None:
+    """Warn when a timm / Hugging Face teacher would see 0-255 BGR pixels.
+
+    Its wrapper's preprocessor has no mean / std unless the config gives
+    one, and the distiller then maps the student's batch back to raw
+    pixels: the teacher runs, but on inputs it was never trained on.
+    """
+    kind = type(model).__name__
+    norm = normalisation(getattr(model, 'data_preprocessor', None))
+    if kind not in _FOREIGN_WRAPPERS or norm is None:
+        return
+    mean, std, flip = norm
+    if mean.abs().max() > 0 or (std - 1).abs().max() > 0:
+        return
+    MMLogger.get_current_instance().warning(
+        f'FeatureDistiller: the {role} ({kind}) has a data_preprocessor '
+        'without mean / std, so it is fed 0-255 '
+        f'{"RGB" if flip else "BGR"} pixels. Give it the normalisation '
+        f'its model was trained with in the {role} config, e.g. '
+        'data_preprocessor=dict(mean=[123.675, 116.28, 103.53], '
+        'std=[58.395, 57.12, 57.375], to_rgb=True) (ImageNet: most timm '
+        'models) or dict(mean=[127.5] * 3, std=[127.5] * 3, to_rgb=True) '
+        '(Hugging Face ViTs).')

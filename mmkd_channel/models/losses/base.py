@@ -1,7 +1,7 @@
 """Common behaviour of every distillation loss in this project."""
 import math
 from contextlib import contextmanager
-from typing import Iterator, Sequence, Union
+from typing import Iterator, Mapping, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -99,9 +99,18 @@ def full_precision(feat: Tensor) -> Iterator[None]:
 
 
 def as_tensor_list(feat: Feature) -> list:
-    """Flatten a feature (tensor or nested tuple) into a list of tensors."""
+    """Flatten a feature (tensor or nested tuple) into a list of tensors.
+
+    Other leaves (``None``, strings) add nothing; a mapping (a Hugging Face
+    model's output) gives its values. Iterating them instead would never
+    end: a one-character string yields itself.
+    """
     if isinstance(feat, torch.Tensor):
         return [feat]
+    if isinstance(feat, Mapping):
+        feat = list(feat.values())
+    if not isinstance(feat, (tuple, list)):
+        return []
     out = []
     for f in feat:
         out.extend(as_tensor_list(f))

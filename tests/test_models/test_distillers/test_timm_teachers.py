@@ -2,7 +2,8 @@
 ``TimmClassifier``, its weights read by this project's safe loader.
 
 ``pretrained=False``: nothing downloads; the "checkpoint" is a timm model's
-own ``state_dict`` saved in the test.
+own ``state_dict`` saved in the test. Hugging Face teachers:
+test_hugging_face_teachers.py.
 """
 import pytest
 import timm
@@ -128,59 +129,3 @@ def test_trains_two_iterations(setup):
     for k, v in model.teacher.state_dict().items():
         assert torch.equal(v, teacher_before[k]), k
     assert not any(k.startswith('teacher') for k in model.state_dict())
-
-
-def test_hugging_face_vit_teacher(tmp_path):
-    """The same through ``HuggingFaceClassifier`` (skipped without
-    ``transformers``, which the project does not require). The model is
-    built from a config written locally, so nothing downloads."""
-    transformers = pytest.importorskip('transformers')
-    hf_dir = tmp_path / 'vit'
-    config = transformers.ViTConfig(
-        image_size=64,
-        patch_size=16,
-        hidden_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=96,
-        num_labels=NUM_CLASSES)
-    config.save_pretrained(hf_dir)
-    torch.manual_seed(0)
-    src = transformers.ViTForImageClassification(config).eval()
-    ckpt = tmp_path / 'hf_vit.pth'
-    torch.save(src.state_dict(), ckpt)
-    model = FeatureDistiller(
-        student=resnet18(),
-        teacher=dict(
-            type='mmpretrain.HuggingFaceClassifier',
-            model_name=str(hf_dir),
-            pretrained=False),
-        teacher_ckpt=str(ckpt),
-        distill=dict(
-            feat=dict(
-                student='backbone.layer4',
-                teacher='model.vit.layernorm',
-                connector=dict(
-                    type='ChannelWiseTransform',
-                    in_channels=512,
-                    out_channels=48,
-                    align='bilinear'),
-                teacher_connector=dict(type='TokensToMap'),
-                loss=dict(type='FeatureL2Loss')),
-            logits=dict(
-                student='head.fc',
-                teacher='model.classifier',
-                loss=dict(type='KDLoss', tau=4.0))),
-        check_input_shape=(1, 3, 64, 64))
-    x = torch.rand(2, 3, 64, 64)
-    t_out = model.teacher_features(x)
-    with torch.no_grad():
-        torch.testing.assert_close(t_out['model.classifier'],
-                                   src(pixel_values=x).logits)
-    conn = model.distill_pairs['feat'].teacher_connector
-    assert conn(t_out['model.vit.layernorm']).shape == (2, 48, 4, 4)
-    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
-    model.train()
-    log = model.train_step(batch(), optim)
-    assert torch.isfinite(log['loss_distill_feat'])
-    assert torch.isfinite(log['loss_distill_logits'])
