@@ -11,6 +11,7 @@ from mmkd_channel.utils.checkpoint import load_teacher_checkpoint
 from .build_checks import DistillBuildChecks
 from .build_context import DEFAULT_CHECK_SIDE, current_config, resolve_distill
 from .distill_pair import DistillPair
+from .distill_spec import normalise_distill
 from .host_api_guard import RefuseHostModelArgs
 from .host_models import ModelCfg, build_host_model, host_model_cfg
 from .loss_keys import rename_reserved_losses
@@ -137,7 +138,7 @@ class FeatureDistiller(RefuseHostModelArgs, DistillBuildChecks, BaseModel):
                 'optimizer and checkpoints). Set teacher_trainable=False.')
         context = current_config()
         teacher_cfgs = normalise_teachers(teacher, teacher_ckpt, teachers)
-        specs = self._normalise_distill(
+        specs = normalise_distill(
             resolve_distill(distill, context), list(teacher_cfgs))
         check_all_used(
             list(teacher_cfgs), [s['teacher_model'] for s in specs.values()])
