@@ -15,10 +15,10 @@ from typing import Optional
 import pytest
 import torch
 import transformers
+from cls_teacher_utils import NUM_CLASSES, batch, resnet18, train_two_steps
 from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmengine.runner import Runner
-from mmpretrain.structures import DataSample
 
 from mmkd_channel.models import FeatureDistiller
 from mmkd_channel.models.distillers.pair_check import DistillCheckError
@@ -26,7 +26,6 @@ from mmkd_channel.testing import make_imagenet
 from mmkd_channel.testing.tiny_configs import tiny_cls_config
 from mmkd_channel.utils.checkpoint import restricted_torch_load
 
-NUM_CLASSES = 4
 WIDTH = 48  # the ViT's token width
 BLOCK = 'model.vit.encoder.layer.1'  # last block: (tokens, ) on a 4 x 4 grid
 LOGITS = 'model.classifier'
@@ -81,19 +80,6 @@ def teacher_cfg(hf: dict) -> dict:
         data_preprocessor=HF_VIT_NORM)
 
 
-def resnet18() -> dict:
-    return dict(
-        type='mmpretrain.ImageClassifier',
-        data_preprocessor=dict(num_classes=NUM_CLASSES, **IMAGENET),
-        backbone=dict(type='ResNet', depth=18),
-        neck=dict(type='GlobalAveragePooling'),
-        head=dict(
-            type='LinearClsHead',
-            num_classes=NUM_CLASSES,
-            in_channels=512,
-            loss=dict(type='CrossEntropyLoss')))
-
-
 def token_pair(teacher: str = BLOCK) -> dict:
     return dict(
         student='backbone.layer4',
@@ -112,7 +98,7 @@ def distiller(hf: dict,
               **distill) -> FeatureDistiller:
     torch.manual_seed(1)  # the teacher starts from other random weights
     return FeatureDistiller(
-        student=resnet18(),
+        student=resnet18(dict(num_classes=NUM_CLASSES, **IMAGENET)),
         teacher=teacher or teacher_cfg(hf),
         teacher_ckpt=hf['ckpt'],
         distill=distill,
@@ -128,13 +114,6 @@ def model(hf):
             student='head.fc',
             teacher=LOGITS,
             loss=dict(type='KDLoss', tau=4.0)))
-
-
-def batch():
-    g = torch.Generator().manual_seed(0)
-    return dict(
-        inputs=torch.rand(2, 3, 64, 64, generator=g) * 255,
-        data_samples=[DataSample().set_gt_label(i) for i in (1, 3)])
 
 
 def as_hf_pixels(bgr: torch.Tensor) -> torch.Tensor:
@@ -185,23 +164,11 @@ def test_tokens_and_logits_reach_the_losses(hf, model):
 
 
 def test_trains_two_iterations(model):
-    from mmengine.optim import OptimWrapper
-    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
-    teacher_before = {
-        k: v.clone()
-        for k, v in model.teacher.state_dict().items()
-    }
-    model.train()
-    for _ in range(2):
-        log = model.train_step(batch(), optim)
-        for key in ('loss_distill_tokens', 'loss_distill_logits', 'loss'):
-            assert torch.isfinite(log[key]), key
+    logs = train_two_steps(model,
+                           ('loss_distill_tokens', 'loss_distill_logits'))
+    for log in logs:
         assert log['loss_distill_tokens'] > 0
         assert log['loss_distill_logits'] > 0
-    assert not model.teacher.training
-    for k, v in model.teacher.state_dict().items():
-        assert torch.equal(v, teacher_before[k]), k
-    assert not any(k.startswith('teacher') for k in model.state_dict())
 
 
 def test_teacher_stops_after_its_last_recorded_block(hf):

@@ -8,12 +8,10 @@ test_hugging_face_teachers.py.
 import pytest
 import timm
 import torch
-from mmengine.optim import OptimWrapper
-from mmpretrain.structures import DataSample
+from cls_teacher_utils import NUM_CLASSES, batch, resnet18, train_two_steps
 
 from mmkd_channel.models import FeatureDistiller
 
-NUM_CLASSES = 4
 # (timm name, extra create_model kwargs, teacher feature path, channels,
 #  teacher connector): a ConvNeXt stage (1/32 map) and a ViT block (tokens
 #  on a 1/16 grid)
@@ -22,18 +20,6 @@ TEACHERS = {
     'vit': ('vit_tiny_patch16_224', dict(img_size=64), 'model.blocks.11', 192,
             dict(type='TokensToMap')),
 }
-
-
-def resnet18():
-    return dict(
-        type='mmpretrain.ImageClassifier',
-        backbone=dict(type='ResNet', depth=18),
-        neck=dict(type='GlobalAveragePooling'),
-        head=dict(
-            type='LinearClsHead',
-            num_classes=NUM_CLASSES,
-            in_channels=512,
-            loss=dict(type='CrossEntropyLoss')))
 
 
 @pytest.fixture(scope='module', params=sorted(TEACHERS))
@@ -73,13 +59,6 @@ def setup(request, tmp_path_factory):
     return src, model, path, channels
 
 
-def batch():
-    g = torch.Generator().manual_seed(0)
-    return dict(
-        inputs=torch.rand(2, 3, 64, 64, generator=g) * 255,
-        data_samples=[DataSample().set_gt_label(i) for i in (1, 3)])
-
-
 def test_timm_weights_loaded_by_the_safe_loader(setup):
     src, model, _, _ = setup
     own = model.teacher.model.state_dict()
@@ -114,18 +93,6 @@ def test_feature_and_logits_reach_the_losses(setup):
 
 def test_trains_two_iterations(setup):
     src, model, _, _ = setup
-    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01))
-    teacher_before = {
-        k: v.clone()
-        for k, v in model.teacher.state_dict().items()
-    }
-    model.train()
-    for _ in range(2):
-        log = model.train_step(batch(), optim)
-        for key in ('loss_distill_feat', 'loss_distill_logits', 'loss'):
-            assert torch.isfinite(log[key]), key
+    for log in train_two_steps(model,
+                               ('loss_distill_feat', 'loss_distill_logits')):
         assert log['loss_distill_logits'] > 0
-    assert not model.teacher.training
-    for k, v in model.teacher.state_dict().items():
-        assert torch.equal(v, teacher_before[k]), k
-    assert not any(k.startswith('teacher') for k in model.state_dict())
