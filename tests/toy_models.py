@@ -44,3 +44,36 @@ class ToyClassifier(BaseModel):
 
 def toy_cfg(width=8, num_classes=3):
     return dict(type='ToyClassifier', width=width, num_classes=num_classes)
+
+
+class ToyData(torch.utils.data.Dataset):
+    """Four 16-px images with labels 0-2, the same on every read."""
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        g = torch.Generator().manual_seed(i)
+        return dict(
+            inputs=torch.rand(3, 16, 16, generator=g), data_samples=i % 3)
+
+
+def toy_runner_cfg(model: dict, work_dir: str, train_cfg: dict, resume: bool,
+                   experiment_name: str, **kwargs) -> dict:
+    """A Runner config that trains ``model`` on :class:`ToyData` in order,
+    batch 2, SGD with momentum (so a resume has optimizer state to restore);
+    ``kwargs`` add to it (hooks, randomness)."""
+    return dict(
+        model=model,
+        work_dir=work_dir,
+        train_dataloader=dict(
+            dataset=ToyData(),
+            sampler=dict(type='DefaultSampler', shuffle=False),
+            collate_fn=dict(type='default_collate'),
+            batch_size=2,
+            num_workers=0),
+        train_cfg=train_cfg,
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9)),
+        resume=resume,
+        experiment_name=experiment_name,
+        **kwargs)

@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 from mmengine.runner import Runner
 from torch import nn
-from toy_models import ToyClassifier, toy_cfg
+from toy_models import ToyClassifier, toy_cfg, toy_runner_cfg
 
 from mmkd_channel.models import FeatureDistiller
 from mmkd_channel.models.distillers import teacher_precision as tp
@@ -30,17 +30,6 @@ DISTILL = dict(
             type='ChannelWiseTransform', in_channels=8, out_channels=16),
         loss=dict(type='FeatureL2Loss')))
 FOLDED = {'backbone.1': 'backbone.0', 'backbone.4': 'backbone.3'}
-
-
-class ToyData(torch.utils.data.Dataset):
-
-    def __len__(self):
-        return 4
-
-    def __getitem__(self, i):
-        g = torch.Generator().manual_seed(i)
-        return dict(
-            inputs=torch.rand(3, 16, 16, generator=g), data_samples=i % 3)
 
 
 def model_cfg(teacher_ckpt: str, dtype: str = 'bf16') -> dict:
@@ -63,23 +52,16 @@ def build(teacher_ckpt: str, dtype: str = 'bf16') -> FeatureDistiller:
 
 def runner_cfg(work_dir: str, teacher_ckpt: str, max_iters: int,
                resume: bool) -> dict:
-    return dict(
-        model=model_cfg(teacher_ckpt),
-        work_dir=work_dir,
-        train_dataloader=dict(
-            dataset=ToyData(),
-            sampler=dict(type='DefaultSampler', shuffle=False),
-            collate_fn=dict(type='default_collate'),
-            batch_size=2,
-            num_workers=0),
-        train_cfg=dict(by_epoch=False, max_iters=max_iters),
-        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9)),
+    return toy_runner_cfg(
+        model_cfg(teacher_ckpt),
+        work_dir,
+        dict(by_epoch=False, max_iters=max_iters),
+        resume,
+        f'precision_resume_{max_iters}_{resume}',
         default_hooks=dict(
             checkpoint=dict(type='CheckpointHook', interval=2,
                             by_epoch=False)),
-        resume=resume,
-        randomness=dict(seed=0),
-        experiment_name=f'precision_resume_{max_iters}_{resume}')
+        randomness=dict(seed=0))
 
 
 @pytest.fixture(scope='module')

@@ -1,44 +1,27 @@
 """Widths filled in at build time survive a checkpoint and a resume."""
 import torch
 from mmengine.runner import Runner
-from toy_models import toy_cfg
-
-
-class ToyData(torch.utils.data.Dataset):
-
-    def __len__(self):
-        return 4
-
-    def __getitem__(self, i):
-        g = torch.Generator().manual_seed(i)
-        return dict(
-            inputs=torch.rand(3, 16, 16, generator=g), data_samples=i % 3)
+from toy_models import toy_cfg, toy_runner_cfg
 
 
 def config(work_dir, max_epochs, resume=False):
-    return dict(
-        model=dict(
-            type='mmkd_channel.FeatureDistiller',
-            student=toy_cfg(8),
-            teacher=toy_cfg(16),
-            distill=dict(
-                f=dict(
-                    student='neck',
-                    connector=dict(type='ConvBNConnector'),
-                    loss=dict(type='FeatureL2Loss'))),
-            check_input_shape=(1, 3, 16, 16)),
-        work_dir=work_dir,
-        train_dataloader=dict(
-            dataset=ToyData(),
-            sampler=dict(type='DefaultSampler', shuffle=False),
-            collate_fn=dict(type='default_collate'),
-            batch_size=2,
-            num_workers=0),
-        train_cfg=dict(by_epoch=True, max_epochs=max_epochs),
-        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9)),
-        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1)),
-        resume=resume,
-        experiment_name=f'width_free_{max_epochs}_{resume}')
+    model = dict(
+        type='mmkd_channel.FeatureDistiller',
+        student=toy_cfg(8),
+        teacher=toy_cfg(16),
+        distill=dict(
+            f=dict(
+                student='neck',
+                connector=dict(type='ConvBNConnector'),
+                loss=dict(type='FeatureL2Loss'))),
+        check_input_shape=(1, 3, 16, 16))
+    return toy_runner_cfg(
+        model,
+        work_dir,
+        dict(by_epoch=True, max_epochs=max_epochs),
+        resume,
+        f'width_free_{max_epochs}_{resume}',
+        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1)))
 
 
 def test_resume_restores_connector_weights_and_momentum(tmp_path):
