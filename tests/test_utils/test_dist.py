@@ -4,24 +4,11 @@ import pytest
 import torch
 import torch.distributed as dist
 from mmengine.config import Config
-from mmkd_toy import free_port, toy_distill_model
+from mmkd_toy import toy_distill_model
 
 from mmkd_channel.utils import CPUDistributedDataParallel
 from mmkd_channel.utils import dist as kd_dist
 from mmkd_channel.utils import init_cpu_dist, setup_launcher
-
-
-@pytest.fixture
-def torchrun_env(monkeypatch):
-    """The environment torchrun gives a single worker."""
-    monkeypatch.setenv('RANK', '0')
-    monkeypatch.setenv('LOCAL_RANK', '0')
-    monkeypatch.setenv('WORLD_SIZE', '1')
-    monkeypatch.setenv('MASTER_ADDR', '127.0.0.1')
-    monkeypatch.setenv('MASTER_PORT', str(free_port()))
-    yield
-    if dist.is_initialized():
-        dist.destroy_process_group()
 
 
 def test_launcher_errors(monkeypatch):

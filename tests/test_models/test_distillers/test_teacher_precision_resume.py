@@ -9,11 +9,9 @@ check the rebuilt teacher is the freshly converted one, bit for bit.
 """
 import importlib.util
 import os.path as osp
-import socket
 
 import pytest
 import torch
-import torch.distributed as dist
 from mmengine.runner import Runner
 from torch import nn
 from toy_models import ToyClassifier, toy_cfg, toy_runner_cfg
@@ -239,25 +237,6 @@ def test_unfolded_bn_stays_fp32_through_half(teacher_ckpt):
     for key, value in bn.state_dict().items():
         assert torch.equal(value, before[key]), key  # not rounded to fp16
     assert model.teacher.backbone[0].weight.dtype == torch.bfloat16
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def torchrun_env(monkeypatch):
-    """The environment torchrun gives a single worker."""
-    monkeypatch.setenv('RANK', '0')
-    monkeypatch.setenv('LOCAL_RANK', '0')
-    monkeypatch.setenv('WORLD_SIZE', '1')
-    monkeypatch.setenv('MASTER_ADDR', '127.0.0.1')
-    monkeypatch.setenv('MASTER_PORT', str(free_port()))
-    yield
-    if dist.is_initialized():
-        dist.destroy_process_group()
 
 
 def test_cpu_ddp_keeps_the_bf16_teacher_out_and_frozen(torchrun_env,
