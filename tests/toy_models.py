@@ -77,3 +77,17 @@ def toy_runner_cfg(model: dict, work_dir: str, train_cfg: dict, resume: bool,
         resume=resume,
         experiment_name=experiment_name,
         **kwargs)
+
+
+def randomise_bn(model: nn.Module) -> None:
+    """Non-trivial BN statistics and affine parameters (the same on every
+    call), so that folding a BN has work to do and folding it twice would
+    show."""
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
+            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            m.bias.data.copy_(torch.rand(n, generator=g) - 0.5)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from mmengine.logging import MMLogger
 from torch import nn
-from toy_models import toy_cfg
+from toy_models import randomise_bn, toy_cfg
 
 from mmkd_channel.models import FeatureDistiller
 from mmkd_channel.models.distillers import DistillCheckError
@@ -59,18 +59,6 @@ def distiller(dtype='bf16', channels_last=False, **kwargs):
         teacher_dtype=dtype,
         teacher_channels_last=channels_last,
         **kwargs)
-
-
-def randomise_bn(model: nn.Module) -> None:
-    """Non-trivial BN statistics, so that folding has work to do."""
-    g = torch.Generator().manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 import torch
 from mmengine.runner import Runner
 from torch import nn
-from toy_models import ToyClassifier, toy_cfg, toy_runner_cfg
+from toy_models import ToyClassifier, randomise_bn, toy_cfg, toy_runner_cfg
 
 from mmkd_channel.models import FeatureDistiller
 from mmkd_channel.models.distillers import teacher_precision as tp
@@ -68,14 +68,7 @@ def teacher_ckpt(tmp_path_factory) -> str:
     second folding of an already folded BN would change the weights)."""
     torch.manual_seed(0)
     teacher = ToyClassifier(16)
-    g = torch.Generator().manual_seed(1)
-    for m in teacher.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
+    randomise_bn(teacher)
     path = tmp_path_factory.mktemp('teacher') / 'teacher.pth'
     torch.save({'state_dict': teacher.state_dict()}, path)
     return str(path)
