@@ -1,6 +1,6 @@
 """What the timm and Hugging Face teacher tests share: their ResNet-18
-student, one fixed mmpretrain batch, and two training steps that must leave
-the teacher as it was."""
+student and its ``layer4`` feature pair, one fixed mmpretrain batch, and two
+training steps that must leave the teacher as it was."""
 from typing import List, Optional, Sequence
 
 import torch
@@ -22,6 +22,23 @@ def resnet18(data_preprocessor: Optional[dict] = None) -> dict:
             num_classes=NUM_CLASSES,
             in_channels=512,
             loss=dict(type='CrossEntropyLoss')))
+
+
+def layer4_pair(teacher: str,
+                channels: int,
+                teacher_connector: Optional[dict] = None) -> dict:
+    """L2 between the student's ``layer4`` (512 channels), resized to the
+    teacher's grid, and the teacher feature at ``teacher``."""
+    return dict(
+        student='backbone.layer4',
+        teacher=teacher,
+        connector=dict(
+            type='ChannelWiseTransform',
+            in_channels=512,
+            out_channels=channels,
+            align='bilinear'),
+        teacher_connector=teacher_connector,
+        loss=dict(type='FeatureL2Loss'))
 
 
 def batch() -> dict:

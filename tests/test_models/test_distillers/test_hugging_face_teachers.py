@@ -15,7 +15,8 @@ from typing import Optional
 import pytest
 import torch
 import transformers
-from cls_teacher_utils import NUM_CLASSES, batch, resnet18, train_two_steps
+from cls_teacher_utils import (NUM_CLASSES, batch, layer4_pair, resnet18,
+                               train_two_steps)
 from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmengine.runner import Runner
@@ -81,16 +82,7 @@ def teacher_cfg(hf: dict) -> dict:
 
 
 def token_pair(teacher: str = BLOCK) -> dict:
-    return dict(
-        student='backbone.layer4',
-        teacher=teacher,
-        connector=dict(
-            type='ChannelWiseTransform',
-            in_channels=512,
-            out_channels=WIDTH,
-            align='bilinear'),
-        teacher_connector=dict(type='TokensToMap'),
-        loss=dict(type='FeatureL2Loss'))
+    return layer4_pair(teacher, WIDTH, dict(type='TokensToMap'))
 
 
 def distiller(hf: dict,

@@ -8,7 +8,8 @@ test_hugging_face_teachers.py.
 import pytest
 import timm
 import torch
-from cls_teacher_utils import NUM_CLASSES, batch, resnet18, train_two_steps
+from cls_teacher_utils import (NUM_CLASSES, batch, layer4_pair, resnet18,
+                               train_two_steps)
 
 from mmkd_channel.models import FeatureDistiller
 
@@ -41,16 +42,7 @@ def setup(request, tmp_path_factory):
             **kwargs),
         teacher_ckpt=str(ckpt),
         distill=dict(
-            feat=dict(
-                student='backbone.layer4',
-                teacher=path,
-                connector=dict(
-                    type='ChannelWiseTransform',
-                    in_channels=512,
-                    out_channels=channels,
-                    align='bilinear'),
-                teacher_connector=t_conn,
-                loss=dict(type='FeatureL2Loss')),
+            feat=layer4_pair(path, channels, t_conn),
             logits=dict(
                 student='head.fc',
                 teacher='model',
