@@ -336,9 +336,7 @@ def channel_rows(pair: torch.nn.Module, s_feat: Any, t_feat: Any, level: int,
     else:
         t_show = t_raw[0]
     s_raw0 = s_raw[0]
-    conn_name = (
-        type(pair.connector).__name__
-        if pair.connector is not None else 'none')
+    conn_name = connector_name(pair)
     loss = pair.loss
     cwd_tau = loss.tau if isinstance(loss, ChannelWiseDivergence) else None
 
@@ -417,7 +415,16 @@ def channel_rows(pair: torch.nn.Module, s_feat: Any, t_feat: Any, level: int,
         rows.append(row)
         progress.update()
     sys.stdout.write('\n')
-    facts = dict(
+    facts = pair_facts(
+        pair, t_feat, level, s_raw, t_raw, s_trans, channels=channels)
+    return rows, facts
+
+
+def pair_facts(pair: torch.nn.Module, t_feat: Any, level: int, s_raw: Any,
+               t_raw: Any, s_trans: Any, **extra) -> dict:
+    """The header facts of a drawn pair: its paths, shapes, connectors and
+    loss, plus ``extra``."""
+    return dict(
         name=pair.name,
         student_path=pair.student_path,
         teacher_path=pair.teacher_path,
@@ -426,12 +433,17 @@ def channel_rows(pair: torch.nn.Module, s_feat: Any, t_feat: Any, level: int,
         student_shape=describe(s_raw),
         teacher_shape=describe(t_raw),
         transformed_shape=describe(s_trans),
-        connector=conn_name,
+        connector=connector_name(pair),
         teacher_connector=(type(pair.teacher_connector).__name__
                            if pair.teacher_connector is not None else None),
-        loss=type(loss).__name__,
-        channels=channels)
-    return rows, facts
+        loss=type(pair.loss).__name__,
+        **extra)
+
+
+def connector_name(pair: torch.nn.Module) -> str:
+    """The student connector's class name, ``'none'`` without one."""
+    return (type(pair.connector).__name__
+            if pair.connector is not None else 'none')
 
 
 def channel_values(pair: torch.nn.Module, s_feat: Any, t_feat: Any,
@@ -462,9 +474,6 @@ def channel_values(pair: torch.nn.Module, s_feat: Any, t_feat: Any,
         teacher_label = (
             f'teacher after {type(pair.teacher_connector).__name__}')
     s_trans = pick_level(s_trans_all, level, 'connector output')
-    conn_name = (
-        type(pair.connector).__name__
-        if pair.connector is not None else 'none')
     values = dict(
         teacher=as_vector(t_show),
         student=as_vector(s_raw),
@@ -474,20 +483,14 @@ def channel_values(pair: torch.nn.Module, s_feat: Any, t_feat: Any,
         raise ValueError(
             f"distill['{pair.name}']: student {describe(s_raw)}, teacher "
             f'{describe(t_show)}: not 1x1 or pooled features')
-    facts = dict(
-        name=pair.name,
-        student_path=pair.student_path,
-        teacher_path=pair.teacher_path,
-        levels=len(t_feat) if isinstance(t_feat, (tuple, list)) else None,
-        level=level,
-        student_shape=describe(s_raw),
-        teacher_shape=describe(t_raw),
-        transformed_shape=describe(s_trans),
-        connector=conn_name,
-        teacher_connector=(type(pair.teacher_connector).__name__
-                           if pair.teacher_connector is not None else None),
-        teacher_label=teacher_label,
-        loss=type(pair.loss).__name__)
+    facts = pair_facts(
+        pair,
+        t_feat,
+        level,
+        s_raw,
+        t_raw,
+        s_trans,
+        teacher_label=teacher_label)
     return values, facts
 
 
