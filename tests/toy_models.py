@@ -46,6 +46,21 @@ def toy_cfg(width=8, num_classes=3):
     return dict(type='ToyClassifier', width=width, num_classes=num_classes)
 
 
+def toy_cwt_distiller():
+    """A width-8 toy student, a width-16 toy teacher and CWT + L2 on their
+    necks (the connector's widths filled in by the build-time check)."""
+    from mmkd_channel.models import FeatureDistiller
+    return FeatureDistiller(
+        student=toy_cfg(8),
+        teacher=toy_cfg(16),
+        distill=dict(
+            f=dict(
+                student='neck',
+                connector=dict(type='ChannelWiseTransform'),
+                loss=dict(type='FeatureL2Loss'))),
+        check_input_shape=(1, 3, 16, 16))
+
+
 class ToyData(torch.utils.data.Dataset):
     """Four 16-px images with labels 0-2, the same on every read."""
 

@@ -1,8 +1,7 @@
 """The log compares each distillation term with the task loss, once."""
 import torch
-from toy_models import toy_cfg
+from toy_models import toy_cwt_distiller
 
-from mmkd_channel.models import FeatureDistiller
 from mmkd_channel.models.distillers.loss_scale import LossScaleMonitor
 
 
@@ -45,15 +44,7 @@ def test_too_small_and_reported_once():
 
 
 def test_distiller_reports_after_warmup():
-    model = FeatureDistiller(
-        student=toy_cfg(8),
-        teacher=toy_cfg(16),
-        distill=dict(
-            f=dict(
-                student='neck',
-                connector=dict(type='ChannelWiseTransform'),
-                loss=dict(type='FeatureL2Loss'))),
-        check_input_shape=(1, 3, 16, 16))
+    model = toy_cwt_distiller()
     x = torch.rand(2, 3, 16, 16)
     for step in range(model.loss_scale.warmup):
         assert not model.loss_scale.done

@@ -3,22 +3,14 @@ import copy
 
 import pytest
 import torch
-from toy_models import toy_cfg
+from toy_models import toy_cwt_distiller
 
 from mmkd_channel.models import FeatureDistiller
 
 
 @pytest.fixture(scope='module')
 def model():
-    return FeatureDistiller(
-        student=toy_cfg(8),
-        teacher=toy_cfg(16),
-        distill=dict(
-            f=dict(
-                student='neck',
-                connector=dict(type='ChannelWiseTransform'),
-                loss=dict(type='FeatureL2Loss'))),
-        check_input_shape=(1, 3, 16, 16))
+    return toy_cwt_distiller()
 
 
 def test_student_attributes_fall_through(model):
