@@ -17,6 +17,7 @@ CPU-only machine once :func:`setup_launcher` has been applied to the config:
 
 With CUDA nothing changes: MMEngine's own path is used.
 """
+import atexit
 import datetime
 import os
 import subprocess
@@ -130,6 +131,15 @@ def init_cpu_dist(launcher: str,
         rank=int(os.environ['RANK']),
         world_size=int(os.environ['WORLD_SIZE']),
         **kwargs)
+    # a group still alive at interpreter exit has its gloo threads torn
+    # down by static destructors, which now and then aborts (SIGABRT) a
+    # process that had finished or raised cleanly
+    atexit.register(_destroy_group)
+
+
+def _destroy_group() -> None:
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
 
 
 def has_sync_bn(model: nn.Module) -> bool:

@@ -32,8 +32,14 @@ SCRIPT = textwrap.dedent('''
         load_teacher_checkpoint(model, sys.argv[1])
     except Exception as e:
         print(f'ERROR {type(e).__name__}: {e}', flush=True)
-        sys.exit(3)
-    print('LOADED', float(model.head.weight.detach().sum()), flush=True)
+        code = 3
+    else:
+        print('LOADED', float(model.head.weight.detach().sum()), flush=True)
+        code = 0
+    # leaving with the group alive lets gloo's threads be torn down during
+    # interpreter exit, which now and then aborts (SIGABRT) the store's host
+    dist.destroy_process_group()
+    sys.exit(code)
 ''')
 
 

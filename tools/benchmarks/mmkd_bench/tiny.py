@@ -102,17 +102,22 @@ def shrink(cfg: Config, data: TinyData, work_dir: str) -> Config:
     return cfg
 
 
-def random_checkpoint(cfg: Config, path: str) -> str:
+def random_checkpoint(cfg: Config, path: str, seed: int = 0) -> str:
     """Save the randomly initialised model of ``cfg`` as a checkpoint.
 
     The tiny teacher: no model-zoo weights are downloaded; its evaluation
-    and the distillation load these instead.
+    and the distillation load these instead. The initialisation is seeded:
+    an unseeded random detector sometimes scores every box below the test
+    threshold, and then the COCO evaluator writes no metric at all, so the
+    table's teacher column would depend on the draw.
     """
     from mmengine.registry import DefaultScope
 
     from mmkd_channel.registry import MODELS
-    with DefaultScope.overwrite_default_scope(cfg.get('default_scope')):
-        model = MODELS.build(cfg.model)
-    model.init_weights()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        with DefaultScope.overwrite_default_scope(cfg.get('default_scope')):
+            model = MODELS.build(cfg.model)
+        model.init_weights()
     torch.save(dict(state_dict=model.state_dict(), meta={}), path)
     return path
