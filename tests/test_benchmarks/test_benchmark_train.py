@@ -37,6 +37,12 @@ def names_regex(pairs) -> str:
     return '^(' + '|'.join(re.escape(p.name) for p in pairs) + ')$'
 
 
+def teacher_runs(entry: dict) -> list:
+    """The teacher runs of a plan entry (a dict of them with several)."""
+    t = entry.get('teacher')
+    return list(t.values()) if isinstance(t, dict) else [t] if t else []
+
+
 def test_model_index_pairs_have_configs_and_known_metrics():
     pairs = load_pairs(REPO)
     assert pairs and len({p.name for p in pairs}) == len(pairs)
@@ -96,14 +102,28 @@ def test_published_numbers_from_both_metafile_forms(tmp_path):
                 'Teacher': {},
                 'Training Data': 'CIFAR-100'
             }),
+        dict(
+            Name='two_teachers',
+            Config='f.py',
+            Metadata=dict(
+                Teachers=dict(
+                    cnn=dict(Metrics={'Top 1 Accuracy': 76.55}),
+                    vit=dict(Metrics={'Top 5 Accuracy': 95.06})),
+                Student=dict(Metrics={'Top 1 Accuracy': 69.9}))),
         dict(Name='no_teacher', Config='c.py', Metadata={}),
     ])
     (tmp_path / 'm.yml').write_text(yaml.safe_dump(meta))
     (tmp_path / 'model-index.yml').write_text('Import:\n  - m.yml\n')
     pairs = {p.name: p for p in load_pairs(str(tmp_path))}
     assert set(pairs) == {
-        'gain_form', 'absolute_form', 'comment_form', 'not_published'
+        'gain_form', 'absolute_form', 'comment_form', 'not_published',
+        'two_teachers'
     }
+    # several teachers: each one's published number of the pair's metric
+    two = pairs['two_teachers']
+    assert two.teachers == ['cnn', 'vit'] and two.metric == 'Top 1 Accuracy'
+    assert two.published['teacher'] == {'cnn': 76.55, 'vit': None}
+    assert not pairs['gain_form'].teachers
     g, a = pairs['gain_form'], pairs['absolute_form']
     c, n = pairs['comment_form'], pairs['not_published']
     assert (c.metric, c.task,
@@ -136,9 +156,8 @@ def test_slurm_job_scripts(tmp_path):
     # configs that inherit one baseline (or share a teacher) share its run
     baselines = {e['baseline'] for e in plan['entries']}
     assert len(baselines) < len(pairs)
-    assert len(runs) == len(baselines) + len(pairs) + len(
-        {e['teacher']
-         for e in plan['entries']})
+    teachers = {t for e in plan['entries'] for t in teacher_runs(e)}
+    assert len(runs) == len(baselines) + len(pairs) + len(teachers)
     submit = (work / 'submit.sh').read_text()
     assert out['submit'] == str(work / 'submit.sh')
     assert submit.count('sbatch --parsable') == len(runs)
@@ -155,11 +174,13 @@ def test_slurm_job_scripts(tmp_path):
                              '--launcher=slurm')
         # the config file itself (full scale) runs, not a copy
         assert runs[e['distilled']]['config'] == entry_config
-        teacher = (work / e['teacher'] / 'job.sh').read_text()
-        t_srun = next(ln for ln in teacher.splitlines()
-                      if ln.startswith('srun'))
-        assert 'tools/test.py' in t_srun and 'https://' in t_srun
-        assert '--amp' not in t_srun
+        assert teacher_runs(e), e['name']
+        for t_run in teacher_runs(e):
+            teacher = (work / t_run / 'job.sh').read_text()
+            t_srun = next(ln for ln in teacher.splitlines()
+                          if ln.startswith('srun'))
+            assert 'tools/test.py' in t_srun and 'https://' in t_srun
+            assert '--amp' not in t_srun
         # the baseline trains the distiller's student, nothing else
         baseline = Config.fromfile(runs[e['baseline']]['config'])
         student = Config.fromfile(entry_config).model.student

@@ -15,12 +15,17 @@ config only means updating its metafile. Two metafile forms are read:
 Without ``Results`` the metric is the one the comment names, else the
 first of ``Metadata.Student.Metrics``, else the usual one of the dataset's
 task; the task follows from the metric.
+
+A model distilled from one teacher names it in ``Metadata.Teacher``; one
+distilled from several has ``Metadata.Teachers``, a dict with one entry
+(``Config``, ``Weights``, ``Metrics``) per name of the config's
+``teachers=dict(...)``.
 """
 import ast
 import os.path as osp
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import yaml
 
@@ -85,7 +90,10 @@ class Pair:
         metric (str): The first ``Results`` metric, without `` gain``.
         published (dict): ``distilled``, ``student``, ``teacher`` (absolute
             published numbers, None when not published) and ``gain``.
+            With several teachers ``teacher`` is a dict ``name -> number``.
         metafile (str): The metafile that lists it.
+        teachers (list[str]): The names of ``Metadata.Teachers`` (empty for
+            a model with one ``Teacher``).
     """
 
     name: str
@@ -94,8 +102,9 @@ class Pair:
     task: str = ''
     dataset: str = ''
     metric: str = ''
-    published: Dict[str, Optional[float]] = field(default_factory=dict)
+    published: Dict[str, Any] = field(default_factory=dict)
     metafile: str = ''
+    teachers: List[str] = field(default_factory=list)
 
     @property
     def metric_key(self) -> str:
@@ -139,7 +148,14 @@ def _pair(model: dict, metafile: str) -> Pair:
             iter(student_metrics), '')) or METRIC_OF_TASK.get(
                 TASK_OF_DATASET.get(dataset, ''), '')
     student = _metric(student_metrics, metric)
-    teacher = _metric((meta.get('Teacher') or {}).get('Metrics'), metric)
+    several = meta.get('Teachers') or {}
+    if several:
+        teacher = {
+            name: _metric((t or {}).get('Metrics'), metric)
+            for name, t in several.items()
+        }
+    else:
+        teacher = _metric((meta.get('Teacher') or {}).get('Metrics'), metric)
     distilled = None if gain_form else _metric(metrics, metric)
     if gain_form:
         gain = _metric(metrics, first)
@@ -158,7 +174,8 @@ def _pair(model: dict, metafile: str) -> Pair:
         metric=metric,
         published=dict(
             distilled=distilled, student=student, teacher=teacher, gain=gain),
-        metafile=metafile)
+        metafile=metafile,
+        teachers=list(several))
 
 
 def load_pairs(repo: str,
@@ -173,9 +190,8 @@ def load_pairs(repo: str,
         index (str): The model index, relative to ``repo``.
 
     Returns:
-        list[Pair]: Models whose ``Metadata`` names a ``Teacher``. Models
-        with several (``Metadata.Teachers``) are not listed: the training
-        benchmark's plan evaluates one teacher per config.
+        list[Pair]: Models whose ``Metadata`` names a ``Teacher`` or
+        several (``Teachers``).
     """
     with open(osp.join(repo, index)) as f:
         imports = yaml.safe_load(f).get('Import') or []
@@ -184,7 +200,8 @@ def load_pairs(repo: str,
         with open(osp.join(repo, metafile)) as f:
             models = yaml.safe_load(f).get('Models') or []
         for model in models:
-            if 'Teacher' in (model.get('Metadata') or {}):
+            meta = model.get('Metadata') or {}
+            if 'Teacher' in meta or 'Teachers' in meta:
                 pairs.append(_pair(model, metafile))
     if pattern:
         regex = re.compile(pattern)

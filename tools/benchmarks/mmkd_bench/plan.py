@@ -9,19 +9,23 @@ teacher's evaluation, its student baseline and the distilled run.
   config with ``model`` replaced by the student, so data and schedule stay
   those of the distilled run. Configs sharing a baseline share its run.
 * **teacher**: ``tools/test.py`` of the teacher's config with
-  ``teacher_ckpt`` (shared by the configs of one teacher).
+  ``teacher_ckpt`` (shared by the configs of one teacher). A config with
+  several teachers (``teachers=dict(cnn=dict(config=..., ckpt=...),
+  ...)``) gets one such run per teacher, each shared as well.
 * **distilled**: ``tools/train.py`` of the config itself.
 
 Full-scale runs use the config files as they are; ``--tiny`` dumps shrunk
 copies (see :mod:`.tiny`) with a random-weight teacher checkpoint.
 """
 import copy
+import hashlib
 import os
 import os.path as osp
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from mmengine.config import Config
 
+from mmkd_channel.models.distillers.teachers import SINGLE
 from .common import load_config
 from .config_edits import host_dict
 from .model_index import Pair, base_configs
@@ -64,17 +68,71 @@ def derived_baseline(cfg: Config) -> Config:
     return base
 
 
-def teacher_of(cfg: Config) -> Tuple[str, Config, Optional[str]]:
-    """``(name, config, checkpoint)`` of a distillation config's teacher."""
-    teacher = cfg.model.teacher
-    if isinstance(teacher, str):
-        tcfg = load_config(teacher)
-        name = _stem(teacher)
+def teachers_of(cfg: Config) -> Dict[str, tuple]:
+    """``name -> (run name, config, checkpoint, source)`` of a config's
+    teachers (``source``: the config path or model dict the distiller
+    config gives).
+
+    The one teacher of ``teacher=`` / ``teacher_ckpt=`` is named as the
+    distiller names it (``'teacher'``); with ``teachers=dict(...)`` each
+    keeps its name. A teacher given as a config path is named after its
+    file (so configs that share it share its run); one given as a model
+    dict after the distillation config (and its name, with several).
+    """
+    several = cfg.model.get('teachers')
+    if several:
+        specs = {
+            name: (t.get('config'), t.get('ckpt'))
+            for name, t in several.items()
+        }
     else:
-        tcfg = copy.deepcopy(cfg)
-        tcfg.model = copy.deepcopy(teacher)
-        name = f"{_stem(cfg.filename)}_teacher"
-    return name, tcfg, cfg.model.get('teacher_ckpt')
+        specs = {
+            SINGLE: (cfg.model.get('teacher'), cfg.model.get('teacher_ckpt'))
+        }
+    out = {}
+    for name, (config, ckpt) in specs.items():
+        if isinstance(config, str):
+            tcfg = load_config(config)
+            run_name = _stem(config)
+        else:
+            tcfg = copy.deepcopy(cfg)
+            tcfg.model = copy.deepcopy(config)
+            run_name = f'{_stem(cfg.filename)}_teacher' + (f'_{name}'
+                                                           if several else '')
+        out[name] = (run_name, tcfg, ckpt, config)
+    return out
+
+
+def _plan_teacher(name: str, tcfg: Config, ckpt: Optional[str], source,
+                  work_dir: str, tiny, runs: dict) -> tuple:
+    """Add the evaluation run of one teacher to ``runs`` (once).
+
+    Returns:
+        tuple: ``(run name or None, config file, checkpoint)``; the run is
+        None when the teacher has no checkpoint to evaluate.
+    """
+    from .tiny import random_checkpoint, shrink
+    t_run = f'teachers/{name}'
+    if (tiny is None and ckpt and t_run in runs
+            and runs[t_run].checkpoint != ckpt):
+        # the same config with other weights (two fine-tuned ResNet-50
+        # teachers): a run of its own, not the first one's result
+        t_run += '_' + hashlib.sha1(ckpt.encode()).hexdigest()[:8]
+    t_dir = osp.join(work_dir, t_run)
+    if tiny is not None:
+        shrink(tcfg, tiny, t_dir)
+        t_file = _dump(tcfg, t_dir)
+        ckpt = osp.join(t_dir, 'random_init.pth')
+        if not osp.isfile(ckpt):
+            random_checkpoint(tcfg, ckpt)
+    else:
+        t_file = (
+            _resolve(source) if isinstance(source, str) else _dump(
+                tcfg, t_dir))
+    if not ckpt:
+        return None, t_file, ckpt
+    runs.setdefault(t_run, Run(t_run, 'test', t_file, t_dir, ckpt))
+    return t_run, t_file, ckpt
 
 
 def _dump(cfg: Config, work_dir: str) -> str:
@@ -97,9 +155,11 @@ def plan_pairs(pairs: List[Pair],
     Returns:
         tuple: The runs (shared ones once) and per pair a dict with its
         ``name``, ``config``, the run names of ``teacher``, ``baseline``
-        and ``distilled`` and how the baseline was found.
+        and ``distilled`` and how the baseline was found. With several
+        teachers ``teacher`` is a dict ``teacher name -> run name`` (None
+        for a teacher without a checkpoint).
     """
-    from .tiny import random_checkpoint, shrink
+    from .tiny import shrink
     runs: dict = {}
     entries = []
     for pair in pairs:
@@ -108,23 +168,18 @@ def plan_pairs(pairs: List[Pair],
         if 'student' not in cfg.model:
             continue  # a plain model listed beside the pairs
         entry = dict(name=pair.name, config=pair.config)
-        # teacher
-        t_name, tcfg, t_ckpt = teacher_of(cfg)
-        t_run = f'teachers/{t_name}'
-        t_dir = osp.join(work_dir, t_run)
-        if tiny is not None:
-            shrink(tcfg, tiny, t_dir)
-            t_file = _dump(tcfg, t_dir)
-            t_ckpt = osp.join(t_dir, 'random_init.pth')
-            if not osp.isfile(t_ckpt):
-                random_checkpoint(tcfg, t_ckpt)
-        else:
-            t_file = (
-                _resolve(cfg.model.teacher) if isinstance(
-                    cfg.model.teacher, str) else _dump(tcfg, t_dir))
-        if t_ckpt:
-            runs.setdefault(t_run, Run(t_run, 'test', t_file, t_dir, t_ckpt))
-            entry['teacher'] = t_run
+        # teachers: one evaluation each
+        several = bool(cfg.model.get('teachers'))
+        teacher_runs, teacher_args = {}, {}
+        for t_key, teacher in teachers_of(cfg).items():
+            t_run, t_file, t_ckpt = _plan_teacher(*teacher, work_dir, tiny,
+                                                  runs)
+            teacher_runs[t_key] = t_run
+            teacher_args[t_key] = (t_file, t_ckpt)
+        if several:
+            entry['teacher'] = teacher_runs
+        elif teacher_runs[SINGLE]:
+            entry['teacher'] = teacher_runs[SINGLE]
         # baseline
         b_name, b_file = baseline_of(config_file, cfg)
         b_run = f'baselines/{b_name}'
@@ -149,8 +204,13 @@ def plan_pairs(pairs: List[Pair],
         d_file = config_file
         if tiny is not None:
             shrink(cfg, tiny, d_dir)
-            cfg.model.teacher = t_file
-            cfg.model.teacher_ckpt = t_ckpt
+            if several:
+                for t_key, (t_file, t_ckpt) in teacher_args.items():
+                    cfg.model.teachers[t_key] = dict(
+                        config=t_file, ckpt=t_ckpt)
+            else:
+                cfg.model.teacher, cfg.model.teacher_ckpt = teacher_args[
+                    SINGLE]
             d_file = _dump(cfg, d_dir)
         runs[d_run] = Run(d_run, 'train', d_file, d_dir)
         entry['distilled'] = d_run

@@ -5,10 +5,15 @@ student's main metric (the metafile's first ``Results`` metric, read from
 whatever the host evaluator wrote), the gain, the published gain and
 whether the measured gain is within ``tolerance`` of it. Every metric the
 evaluators wrote goes into the JSON.
+
+A config with several teachers has one value per teacher: its row's
+``teacher`` (and ``all_metrics['teacher']``, ``published['teacher']``) is
+a dict ``teacher name -> value``, and the markdown cell lists
+``name: value`` per teacher.
 """
 import json
 import os.path as osp
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Union
 
 from .model_index import Pair
 from .runs import read_metrics
@@ -18,6 +23,17 @@ def _fmt(value: Optional[float], sign: bool = False) -> str:
     if value is None:
         return '-'
     return f'{value:+.2f}' if sign else f'{value:.2f}'
+
+
+def _value(metrics: dict, key: str, scale: float) -> Optional[float]:
+    value = metrics.get(key)
+    return None if value is None else value * scale
+
+
+def _teacher_cell(value: Union[None, float, dict]) -> str:
+    if isinstance(value, dict):
+        return ', '.join(f'{n}: {_fmt(v)}' for n, v in value.items()) or '-'
+    return _fmt(value)
 
 
 def gather(entries: List[dict], pairs: Dict[str, Pair], work_dir: str,
@@ -42,12 +58,22 @@ def gather(entries: List[dict], pairs: Dict[str, Pair], work_dir: str,
             all_metrics={})
         for role in ('teacher', 'baseline', 'distilled'):
             run = e.get(role)
+            if isinstance(run, dict):  # several teachers: one value each
+                metrics = {
+                    n: read_metrics(osp.join(work_dir, r)) if r else {}
+                    for n, r in run.items()
+                }
+                row['all_metrics'][role] = metrics
+                row[role] = {
+                    n: _value(m, key, scale)
+                    for n, m in metrics.items()
+                }
+                continue
             metrics = read_metrics(osp.join(work_dir, run)) if run else {}
             row['all_metrics'][role] = metrics
             if not key and metrics:  # no metafile entry: the first one
                 key = next(iter(metrics))
-            value = metrics.get(key)
-            row[role] = None if value is None else value * scale
+            row[role] = _value(metrics, key, scale)
         row['gain'] = (None if None in (row['baseline'], row['distilled']) else
                        row['distilled'] - row['baseline'])
         published = dict(pair.published) if pair else {}
@@ -68,7 +94,8 @@ def markdown(rows: List[dict], tolerance: float) -> str:
     ]
     for r in rows:
         ok = {True: 'yes', False: 'no', None: '-'}[r['within_tolerance']]
-        lines.append(f"| {r['name']} | {r['metric']} | {_fmt(r['teacher'])} | "
+        teacher = _teacher_cell(r['teacher'])
+        lines.append(f"| {r['name']} | {r['metric']} | {teacher} | "
                      f"{_fmt(r['baseline'])} | {_fmt(r['distilled'])} | "
                      f"{_fmt(r['gain'], True)} | "
                      f"{_fmt(r['published'].get('gain'), True)} | {ok} |")
