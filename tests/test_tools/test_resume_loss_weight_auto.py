@@ -34,13 +34,12 @@ def start(work_dir, tmp_path, name, kill_after=None, *args):
         loss_weight_calibration=CALIBRATION)
     path = str(tmp_path / f'{name}.py')
     cfg.dump(path)
-    return subprocess.Popen(
-        [sys.executable, 'tools/train.py', path, *args],
-        cwd=REPO,
-        env=subprocess_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True)
+    return subprocess.Popen([sys.executable, 'tools/train.py', path, *args],
+                            cwd=REPO,
+                            env=subprocess_env(),
+                            stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT,
+                            text=True)
 
 
 def finish(proc, killed=False) -> str:

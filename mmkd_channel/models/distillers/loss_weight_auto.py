@@ -67,8 +67,7 @@ def check_calibration(cfg: Optional[dict], names: List[str]) -> dict:
     Raises a ``ValueError`` / ``TypeError`` naming the auto terms and the
     offending key when a value is not usable.
     """
-    terms = ', '.join(f"distill['{n}'].loss.loss_weight='auto'"
-                      for n in names)
+    terms = ', '.join(f"distill['{n}'].loss.loss_weight='auto'" for n in names)
     if cfg is not None and not names:
         raise ValueError(
             'FeatureDistiller: loss_weight_calibration is given but no '
@@ -161,8 +160,21 @@ class LossWeightCalibration(nn.Module):
         self.register_buffer('weight', torch.zeros(len(names), **f64))
         self._restored = False
 
-    def _load_from_state_dict(self, *args, **kwargs) -> None:
-        super()._load_from_state_dict(*args, **kwargs)
+    def _load_from_state_dict(self, state_dict, prefix, *args,
+                              **kwargs) -> None:
+        saved = state_dict.get(prefix + 'raw')
+        if saved is not None and saved.shape != self.raw.shape:
+            # Another `iters` or another set of auto terms: the stored
+            # steps do not fit these buffers, so calibrate afresh rather
+            # than mix zeros into the statistics.
+            MMLogger.get_current_instance().warning(
+                "FeatureDistiller: the checkpoint's loss_weight='auto' "
+                f'calibration has {saved.shape[1]} term(s) over '
+                f'{saved.shape[0]} steps, this model {len(self.names)} over '
+                f'{self.iters}; calibrating again.')
+            for key in ('raw', 'task', 'count', 'weight'):
+                state_dict.pop(prefix + key, None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self._restored = True  # say once, at the next step, what came back
 
     @property
@@ -227,8 +239,8 @@ class LossWeightCalibration(nn.Module):
         raw = _statistic(self.raw[:n], self.statistic)
         return f'task loss {task:.4g}; ' + ', '.join(
             f'loss_distill_{name}: raw {float(r):.4g}, loss_weight='
-            f'{float(w):.4g}' for name, r, w in zip(self.names, raw,
-                                                     self.weight))
+            f'{float(w):.4g}'
+            for name, r, w in zip(self.names, raw, self.weight))
 
     def _announce_frozen(self, usable: Tensor) -> None:
         logger = MMLogger.get_current_instance()

@@ -103,6 +103,16 @@ def test_state_dict_carries_the_calibration_and_restores_it():
                        sd['loss_weight_calibration.raw'])
 
 
+def test_a_checkpoint_with_other_iters_is_not_mixed_in():
+    model = distiller(calibration=dict(iters=2))
+    losses_of(model, batches(2))
+    longer = distiller(calibration=dict(iters=3))
+    longer.load_state_dict(model.state_dict(), strict=False)
+    calibration = longer.loss_weight_calibration
+    assert int(calibration.count) == 0 and not calibration.frozen
+    assert float(calibration.weight.sum()) == 0.0
+
+
 def test_numeric_weights_add_no_state():
     model = distiller(1.0)
     assert model.loss_weight_calibration is None
@@ -130,13 +140,15 @@ def test_task_loss_is_the_sum_mmengine_parses():
         calibration=dict(iters=1, target_ratio=1.0))
     x, y = batches(1)[0]
     model.train()
-    student_losses = model.student(x, y, mode='loss')
-    parsed, _ = model.student.parse_losses(student_losses)
+    with torch.no_grad():
+        student_losses = model.student(x, y, mode='loss')
+        parsed, _ = model.student.parse_losses(student_losses)
     model = distiller(
         student=dict(type='ToyManyLosses', width=8),
         calibration=dict(iters=1, target_ratio=1.0))
     model.train()
-    out = model(x, y, mode='loss')
+    with torch.no_grad():
+        out = model(x, y, mode='loss')
     task = float(model.loss_weight_calibration.task[0])
     assert task == pytest.approx(float(parsed), rel=1e-6)
     assert task != pytest.approx(float(student_losses['loss_cls']), 1e-3)
@@ -181,8 +193,9 @@ def test_multi_teacher_terms_are_calibrated_each():
     mixed = two_teachers('auto', 0.5, dict(iters=3, target_ratio=target))
     assert mixed.loss_weight_calibration.names == ['w']
     got = losses_of(mixed, steps)
-    assert [g['loss_distill_n'] for g in got] == pytest.approx(
-        [0.5 * r['loss_distill_n'] for r in ref], rel=1e-5)
+    assert [g['loss_distill_n'] for g in got
+            ] == pytest.approx([0.5 * r['loss_distill_n'] for r in ref],
+                               rel=1e-5)
 
 
 def test_loss_scale_report_does_not_ask_to_change_an_auto_weight():
@@ -213,8 +226,6 @@ def test_bad_settings_fail_at_build(weight, calibration, match):
 def test_a_zero_term_gets_the_fallback_weight():
     model = distiller(calibration=dict(iters=1))
     calibration = model.loss_weight_calibration
-    losses = dict(
-        loss_cls=torch.tensor(1.0), loss_distill_f=torch.tensor(0.0))
+    losses = dict(loss_cls=torch.tensor(1.0), loss_distill_f=torch.tensor(0.0))
     calibration(losses)
     assert calibration.frozen and calibration.weights()['f'] == 1.0
-

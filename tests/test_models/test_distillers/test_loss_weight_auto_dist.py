@@ -51,9 +51,8 @@ def test_two_ranks_agree_on_the_rank_averaged_weight(tmp_path):
     script = tmp_path / 'worker.py'
     script.write_text(WORKER)
     env = dict(os.environ, OMP_NUM_THREADS='1')
-    env['PYTHONPATH'] = os.pathsep.join(
-        [REPO, osp.join(REPO, 'tests')] +
-        ([env['PYTHONPATH']] if env.get('PYTHONPATH') else []))
+    env['PYTHONPATH'] = os.pathsep.join([REPO, osp.join(REPO, 'tests')] + (
+        [env['PYTHONPATH']] if env.get('PYTHONPATH') else []))
     proc = subprocess.run([
         sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
         f'--master_port={free_port()}',
@@ -80,7 +79,8 @@ def test_two_ranks_agree_on_the_rank_averaged_weight(tmp_path):
     assert ranks[0]['weight'] == pytest.approx(expected, rel=1e-6)
     # each rank alone would have chosen another weight
     for r in ranks:
-        alone = 0.5 * statistics.median(
-            s['loss_cls'] for s in r['raw']) / statistics.median(
-                s['loss_distill_f'] for s in r['raw'])
+        alone = 0.5 * statistics.median(s['loss_cls']
+                                        for s in r['raw']) / statistics.median(
+                                            s['loss_distill_f']
+                                            for s in r['raw'])
         assert alone != pytest.approx(expected, rel=1e-2)
