@@ -23,6 +23,7 @@ import math
 from typing import Dict, List, Optional
 
 import torch
+from mmengine.dist import all_reduce, get_world_size
 from mmengine.logging import MMLogger
 from torch import Tensor, nn
 
@@ -206,7 +207,6 @@ class LossWeightCalibration(nn.Module):
             for n in self.names
         ]
         step = torch.stack([_task_total(losses)] + raw)
-        from mmengine.dist import all_reduce, get_world_size
         if get_world_size() > 1:  # the same statistics on every rank
             device = self.weight.device
             step = step.to(device)
