@@ -181,9 +181,9 @@ def test_top_level_override_of_a_scoped_preset(tmp_path):
     # count as the untouched preset.
     (tmp_path / 'teacher.py').write_text(f'model = {toy_cfg(16)!r}\n')
     path = tmp_path / 'scoped.py'
-    path.write_text(
-        "_base_ = ['mmkd_channel::_base_/distill/cwt_fpn.py']\n"
-        'distill = dict(fpn=dict(loss=dict(loss_weight=2.0)))\n' +
-        MAIN.split('\n', 3)[3].replace('./teachers/toy16.py', './teacher.py')
-        .format(student=repr(toy_cfg(8))))
+    path.write_text("_base_ = ['mmkd_channel::_base_/distill/cwt_fpn.py']\n"
+                    'distill = dict(fpn=dict(loss=dict(loss_weight=2.0)))\n' +
+                    MAIN.split('\n', 3)[3].replace(
+                        './teachers/toy16.py', './teacher.py').format(
+                            student=repr(toy_cfg(8))))
     assert build(path).distill_pairs['fpn'].loss.loss_weight == 2.0
