@@ -236,6 +236,15 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
+def _unscoped(obj: Any) -> Any:
+    """``obj`` (plain) without ``_scope_`` keys."""
+    if isinstance(obj, dict):
+        return {k: _unscoped(v) for k, v in obj.items() if k != '_scope_'}
+    if isinstance(obj, (list, tuple)):
+        return [_unscoped(v) for v in obj]
+    return obj
+
+
 def resolve_distill(distill: Any, cfg: Optional[Config]) -> Any:
     """The ``distill`` the distiller should use, given the top level.
 
@@ -271,9 +280,12 @@ def resolve_distill(distill: Any, cfg: Optional[Config]) -> Any:
             'differs from `model.distill` and the config has no bases to '
             'tell which one was changed; using `model.distill`.')
         return distill
-    if top == _plain(base):
+    # A base named `scope::path` gets `_scope_` keys from MMEngine when it
+    # is inherited, not when it is read again here: compare without them.
+    base = _unscoped(base)
+    if _unscoped(top) == base:
         return _write_back(cfg, distill)
-    if model == _plain(base):
+    if _unscoped(model) == base:
         return _write_back(cfg, top)
     raise ValueError(
         'FeatureDistiller: the top-level `distill` of the config differs '

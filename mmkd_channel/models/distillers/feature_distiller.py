@@ -16,6 +16,8 @@ from .host_api_guard import RefuseHostModelArgs
 from .host_models import ModelCfg, build_host_model, host_model_cfg
 from .loss_keys import rename_reserved_losses
 from .loss_scale import LossScaleMonitor
+from .loss_weight_auto import (LossWeightCalibration, check_calibration,
+                               split_auto_weights)
 from .preprocess import TeacherInputRemap, warn_raw_pixels
 from .recorder import FeatureRecorder
 from .teacher_precision import TeacherPrecision
@@ -95,6 +97,13 @@ class FeatureDistiller(RefuseHostModelArgs, DistillBuildChecks, BaseModel):
             :class:`~.teacher_precision.TeacherPrecision`.
         teacher_channels_last (bool): Run the teacher in channels-last
             memory layout. Default False.
+        loss_weight_calibration (dict, optional): How the terms with
+            ``loss=dict(..., loss_weight='auto')`` get their weight:
+            ``dict(target_ratio=1.0, iters=10, statistic='median')`` (the
+            defaults). Over the first ``iters`` training steps the weight
+            is ``target_ratio * median(task loss) / median(raw term)``,
+            then frozen and kept in checkpoints (see
+            :mod:`~.loss_weight_auto`).
 
     Examples:
         >>> # in a config inheriting 'mmdet::faster_rcnn/...r50...py'
@@ -130,7 +139,8 @@ class FeatureDistiller(RefuseHostModelArgs, DistillBuildChecks, BaseModel):
                  teacher_trainable: bool = False,
                  teachers: Optional[dict] = None,
                  teacher_dtype: str = 'fp32',
-                 teacher_channels_last: bool = False) -> None:
+                 teacher_channels_last: bool = False,
+                 loss_weight_calibration: Optional[dict] = None) -> None:
         if teacher_trainable:
             raise NotImplementedError(
                 'FeatureDistiller: teacher_trainable=True is not supported; '
@@ -142,6 +152,8 @@ class FeatureDistiller(RefuseHostModelArgs, DistillBuildChecks, BaseModel):
             resolve_distill(distill, context), list(teacher_cfgs))
         check_all_used(
             list(teacher_cfgs), [s['teacher_model'] for s in specs.values()])
+        auto_names = split_auto_weights(specs)
+        calibration = check_calibration(loss_weight_calibration, auto_names)
         precisions = {
             name: TeacherPrecision(teacher_dtype, teacher_channels_last)
             for name in teacher_cfgs
@@ -185,6 +197,9 @@ class FeatureDistiller(RefuseHostModelArgs, DistillBuildChecks, BaseModel):
         self.teacher_precisions = precisions
         self.teacher_precision = next(iter(precisions.values()))
         self.loss_scale = LossScaleMonitor()
+        self.loss_weight_calibration = (
+            LossWeightCalibration(auto_names, **calibration)
+            if auto_names else None)
         self._checked = False
         self._check_skipped: Optional[str] = None
 
@@ -417,8 +432,16 @@ class FeatureDistiller(RefuseHostModelArgs, DistillBuildChecks, BaseModel):
             losses[key] = pair(s_out[pair.student_path],
                                t_outs[pair.teacher_model][pair.teacher_path],
                                data_samples)  # labels for SAKD
-        self.loss_scale.update(losses, self.distill_pairs)
+        if self.loss_weight_calibration is not None:
+            self.loss_weight_calibration(losses, record=self.training)
+        self.loss_scale.update(losses, self.distill_pairs,
+                               self._auto_weighted())
         return losses
+
+    def _auto_weighted(self) -> List[str]:
+        """Names of the terms weighted by ``loss_weight='auto'``."""
+        calibration = self.loss_weight_calibration
+        return [] if calibration is None else calibration.names
 
     def teacher_features(self,
                          inputs: Tensor,

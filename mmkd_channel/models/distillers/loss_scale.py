@@ -1,6 +1,6 @@
 """Log, once, how large each distillation term is against the task loss."""
 import math
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 from mmengine.logging import MMLogger
 from torch import Tensor
@@ -20,7 +20,8 @@ class LossScaleMonitor:
     losses (every other key containing ``loss``). The ratio is logged at
     INFO; outside ``[low, high]`` a WARNING names the ``loss_weight`` of
     ``distill['<name>'].loss`` to change and a value that would bring the
-    ratio to 1.
+    ratio to 1. Terms weighted by ``loss_weight='auto'`` are reported
+    without a warning: their weight is being (or was) chosen for a ratio.
 
     Args:
         warmup (int): Steps averaged before the report.
@@ -37,8 +38,11 @@ class LossScaleMonitor:
         self.sums: Dict[str, float] = {}
         self.done = False
 
-    def update(self, losses: dict, pairs) -> None:
-        """Add one step's losses; report after ``warmup`` steps."""
+    def update(self, losses: dict, pairs, auto: Sequence[str] = ()) -> None:
+        """Add one step's losses; report after ``warmup`` steps.
+
+        ``auto``: names of the terms with ``loss_weight='auto'``.
+        """
         if self.done:
             return
         self.steps += 1
@@ -47,9 +51,9 @@ class LossScaleMonitor:
                 self.sums[key] = self.sums.get(key, 0.0) + _total(value)
         if self.steps >= self.warmup:
             self.done = True
-            self.report(pairs)
+            self.report(pairs, auto)
 
-    def report(self, pairs) -> List[str]:
+    def report(self, pairs, auto: Sequence[str] = ()) -> List[str]:
         """Log the ratios; return the warnings (for tests)."""
         logger = MMLogger.get_current_instance()
         mean = {k: v / self.steps for k, v in self.sums.items()}
@@ -62,7 +66,10 @@ class LossScaleMonitor:
                 continue
             ratio = value / task if task else math.inf
             lines.append(f'loss_distill_{name}={value:.4g} '
-                         f'(x{ratio:.3g} the task loss)')
+                         f'(x{ratio:.3g} the task loss'
+                         f"{', loss_weight auto' if name in auto else ''})")
+            if name in auto:
+                continue
             if not math.isfinite(ratio) or not (self.low <= ratio <=
                                                 self.high):
                 weight = getattr(pair.loss, 'loss_weight', None)

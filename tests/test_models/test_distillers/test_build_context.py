@@ -173,3 +173,17 @@ def test_no_bases_and_a_changed_model_distill_uses_the_model(tmp_path):
     assert model.distill_pairs['f'].loss.loss_weight == 7.0
     assert any('using `model.distill`' in str(c.args[0])
                for c in warning.call_args_list)
+
+
+def test_top_level_override_of_a_scoped_preset(tmp_path):
+    # MMEngine adds `_scope_='mmkd_channel'` to the dicts of a base named
+    # `mmkd_channel::...`; a re-read of that base has none, and must still
+    # count as the untouched preset.
+    (tmp_path / 'teacher.py').write_text(f'model = {toy_cfg(16)!r}\n')
+    path = tmp_path / 'scoped.py'
+    path.write_text("_base_ = ['mmkd_channel::_base_/distill/cwt_fpn.py']\n"
+                    'distill = dict(fpn=dict(loss=dict(loss_weight=2.0)))\n' +
+                    MAIN.split('\n', 3)[3].replace(
+                        './teachers/toy16.py', './teacher.py').format(
+                            student=repr(toy_cfg(8))))
+    assert build(path).distill_pairs['fpn'].loss.loss_weight == 2.0
