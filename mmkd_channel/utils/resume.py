@@ -25,8 +25,9 @@ from typing import Any, Optional
 
 import torch
 
-from .checkpoint import (NotACheckpointError, check_checkpoint_file, resuming,
-                         safe_torch_load)
+from .loaders import resuming
+from .safe_load import (NotACheckpointError, check_checkpoint_file,
+                        safe_torch_load)
 
 _LOADING: contextvars.ContextVar = contextvars.ContextVar(
     'mmkd_loading', default=None)

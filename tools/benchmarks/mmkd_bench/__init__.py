@@ -10,6 +10,7 @@ Modules by concern:
   and ``launch`` (local processes or Slurm job scripts), ``progress``;
 * summarising: ``summary`` (model-index table), ``stats`` (paired
   statistics), ``efficacy_report``, ``plots``, ``publish``;
-* the overhead benchmark: ``overhead``, ``synthetic``, ``memory``,
+* the overhead benchmark: ``overhead`` (results of a config) with
+  ``overhead_phases`` (the timed phases), ``synthetic``, ``memory``,
   ``report``, ``profiling``; ``common`` (logger, machine description).
 """

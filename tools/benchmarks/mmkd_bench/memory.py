@@ -68,7 +68,7 @@ def _memory_worker(kwargs: dict, phase: str, repeats: int) -> dict:
     import logging
     logging.getLogger('mmengine').setLevel(logging.ERROR)
     torch.set_num_threads(kwargs.pop('threads'))
-    from .overhead import OverheadBenchmark
+    from .overhead_phases import OverheadBenchmark
     bench = OverheadBenchmark(**kwargs)
     return measure_memory_in_process(bench, phase, repeats)
 
