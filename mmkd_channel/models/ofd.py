@@ -215,7 +215,8 @@ def _maps_to_map(stage: nn.Module) -> bool:
     return len(required) <= 1
 
 
-def backbone_stages(backbone: nn.Module) -> List[Tuple[str, nn.Module]]:
+def backbone_stages(backbone: nn.Module,
+                    path: str = 'backbone') -> List[Tuple[str, nn.Module]]:
     """``(relative path, module)`` of each stage of a known backbone.
 
     Other backbones are run once on a dummy input: their stages are the
@@ -250,10 +251,37 @@ def backbone_stages(backbone: nn.Module) -> List[Tuple[str, nn.Module]]:
     raise ValueError(
         f'mmkd_channel does not know the stages of the backbone {name} '
         f'(known: {KNOWN_BACKBONES}), and no single module of it produced '
-        'the feature maps it returned on a dummy input (token outputs of a '
-        'ViT: use the preset cwt_vit_tokens_last_stage.py, which records '
-        'the last transformer block); give the module path in the config '
-        "directly, e.g. 'backbone.layer4' (print(model) lists the paths).")
+        'the feature maps it returned on a dummy input (multi-branch '
+        'backbones such as HRNet fuse their branches in one call; token '
+        'outputs of a ViT: use the preset cwt_vit_tokens_last_stage.py, '
+        'which records the last transformer block). Distill a feature '
+        "after the backbone instead ('neck' in a detector: cwt_fpn.py / "
+        "cwd_fpn.py; 'decode_head.conv_seg' in a segmentor: "
+        'cwd_seg_logits.py), or give a module path of the backbone that '
+        f'returns one map; its children are {_children(backbone, path)}.')
+
+
+def _out_indices_hint(backbone: nn.Module, stages: list, path: str) -> str:
+    """Why a traced backbone has fewer stages than it builds, and the fix.
+
+    Stages found by running the backbone are the maps it returns, so a
+    classifier's backbone with ``out_indices=(3, )`` shows one stage.
+    """
+    out_indices = getattr(backbone, 'out_indices', None)
+    if out_indices is None or len(stages) != len(tuple(out_indices)):
+        return ''
+    return (f' (the stages of {type(backbone).__name__} are the maps it '
+            f'returns, and its out_indices={tuple(out_indices)}: to reach '
+            'earlier stages, set out_indices=(0, 1, 2, 3) in the backbone '
+            f"config ('{path or 'backbone'}') of that model; mmpretrain's "
+            'linear heads classify the last map)')
+
+
+def _children(module: nn.Module, path: str) -> str:
+    """``'a.b', 'a.c', ...``: the direct submodules of ``module`` at
+    ``path``, for messages."""
+    prefix = f'{path}.' if path else ''
+    return ', '.join(f"'{prefix}{n}'" for n, _ in module.named_children())
 
 
 #: Blocks that end with a BN and no activation (their output is the
@@ -303,10 +331,11 @@ def ofd_stage_paths(model: nn.Module,
         ('layer4.1.relu:input#-1', 'layer4.1.bn2')
     """
     bb = get_submodule(model, backbone, 'model', key='backbone path')
-    stages = backbone_stages(bb)
+    stages = backbone_stages(bb, backbone)
     if not -len(stages) <= stage < len(stages):
         raise IndexError(f'stage {stage} out of range: '
-                         f'{type(bb).__name__} has {len(stages)} stages')
+                         f'{type(bb).__name__} has {len(stages)} stages'
+                         f'{_out_indices_hint(bb, stages, backbone)}')
     stage_path, stage_module = stages[stage]
     prefix = f'{backbone}.' if backbone else ''
     if not stage_path:  # only the whole backbone's output is known
@@ -364,10 +393,11 @@ def resolve_stage_path(model: nn.Module, spec: str) -> str:
     if kind == 'ofd_stage':
         return ofd_stage_paths(model, index, backbone)[0]
     bb = get_submodule(model, backbone, 'model', key='backbone path')
-    stages = backbone_stages(bb)
+    stages = backbone_stages(bb, backbone)
     if not -len(stages) <= index < len(stages):
         raise IndexError(f'stage({index}) out of range: '
-                         f'{type(bb).__name__} has {len(stages)} stages')
+                         f'{type(bb).__name__} has {len(stages)} stages'
+                         f'{_out_indices_hint(bb, stages, backbone)}')
     return '.'.join(p for p in (backbone, stages[index][0]) if p)
 
 

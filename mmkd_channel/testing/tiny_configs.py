@@ -122,6 +122,26 @@ def shrink_host_hooks(cfg: Config, scale: tuple) -> None:
             hook['num_last_epochs'] = max(hook.get('num_last_epochs', 1), 1)
 
 
+def drop_late_schedulers(cfg: Config, max_epochs: int) -> None:
+    """Drop the ``param_scheduler`` entries that start after the tiny run.
+
+    A host schedule such as ShuffleNetV2's (``PolyLR`` from iteration
+    5000) makes MMEngine refuse an entry whose ``begin`` lies beyond the
+    end of the run. Iteration-based entries that begin after iteration 0
+    start after a run of a few iterations; epoch-based ones after
+    ``max_epochs``.
+    """
+    scheds = cfg.get('param_scheduler')
+    if not scheds:
+        return
+    single = isinstance(scheds, dict)
+    kept = [
+        s for s in ([scheds] if single else scheds)
+        if s.get('begin', 0) < (max_epochs if s.get('by_epoch', True) else 1)
+    ]
+    cfg.param_scheduler = kept[0] if single and kept else kept
+
+
 def common_overrides(cfg: Config,
                      work_dir: str,
                      max_epochs: int = 1,
@@ -139,6 +159,7 @@ def common_overrides(cfg: Config,
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1)
     cfg.log_processor = dict(type='LogProcessor', window_size=1, by_epoch=True)
+    drop_late_schedulers(cfg, max_epochs)
     cfg.randomness = dict(seed=seed, deterministic=False)
     if not torch.cuda.is_available():
         cfg.env_cfg.dist_cfg = dict(backend='gloo')

@@ -65,7 +65,8 @@ class DistillBuildChecks:
                         spec = through_last_stage(model, spec)
                         MMLogger.get_current_instance().info(
                             f"distill['{pair.name}']: {role} path {given!r} "
-                            f'is {spec!r}, in the last head of the cascade.')
+                            f'is {spec!r}, in the last head of the cascade '
+                            'that has it.')
                     setattr(pair, key, spec)
                     get_submodule(model,
                                   parse_path(spec)[0], role,

@@ -74,13 +74,20 @@ def get_submodule(model: nn.Module,
 
 
 def through_last_stage(model: nn.Module, spec: str) -> str:
-    """``spec`` with the last element of a list of heads filled in, when
-    only that makes it a path of ``model``.
+    """``spec`` with an element of a list of heads filled in, when only
+    that makes it a path of ``model``: the last head that has the rest of
+    the path.
 
     Cascades keep their heads in a ``ModuleList`` and predict with the last
     one: mmseg's OCRNet (``decode_head.1.conv_seg``), mmdet's Cascade R-CNN
     (``roi_head.bbox_head.2.fc_cls``). A preset written for the single-head
-    model (``'decode_head.conv_seg'``) then means the final head. Paths that
+    model (``'decode_head.conv_seg'``) then means the final head. When the
+    last head has no such module (mmseg's PointRend refines sampled points
+    with ``decode_head.1.fc_seg``; its logit map is
+    ``decode_head.0.conv_seg``), the last head that has one is meant, at its
+    first call (``#0``): in training mmseg's cascades run such a head once
+    for its loss and again to feed the next head, and in ``tensor`` mode the
+    teacher must stop before a later head it does not need. Paths that
     exist, or that do not exist either way, are returned unchanged.
     """
     if not isinstance(spec, str):
@@ -88,21 +95,34 @@ def through_last_stage(model: nn.Module, spec: str) -> str:
     cut = min([i for i in (spec.find(':'), spec.find('#')) if i >= 0],
               default=len(spec))
     path, suffix = spec[:cut], spec[cut:]
-    names = dict(model.named_modules())
-    if not path or path in names:
+    if not path or path in dict(model.named_modules()):
         return spec
-    parts, module, done = path.split('.'), model, []
-    for part in parts:
-        if isinstance(module, (nn.ModuleList, nn.Sequential)) and \
-                part not in module._modules and len(module):
-            last = str(len(module) - 1)
-            done.append(last)
-            module = module._modules[last]
-        if part not in module._modules:
-            return spec
-        done.append(part)
-        module = module._modules[part]
+    found = _fill_heads(model, path.split('.'))
+    if found is None:
+        return spec
+    done, earlier = found
+    if earlier and '#' not in suffix:
+        suffix += '#0'
     return '.'.join(done) + suffix
+
+
+def _fill_heads(module: nn.Module,
+                parts: List[str]) -> Optional[Tuple[List[str], bool]]:
+    """Path parts of ``parts`` under ``module``, with the index of the last
+    fitting element inserted before a part a list of heads lacks, and
+    whether an inserted index is not its list's last."""
+    if not parts:
+        return [], False
+    head, rest = parts[0], parts[1:]
+    if head in module._modules:
+        found = _fill_heads(module._modules[head], rest)
+        return None if found is None else ([head] + found[0], found[1])
+    if isinstance(module, (nn.ModuleList, nn.Sequential)):
+        for i in reversed(range(len(module))):
+            found = _fill_heads(module._modules[str(i)], parts)
+            if found is not None:
+                return [str(i)] + found[0], found[1] or i < len(module) - 1
+    return None
 
 
 def parse_path(spec: str) -> Tuple[str, str, Optional[int]]:
@@ -181,6 +201,9 @@ class FeatureRecorder:
         handles = []
 
         def complete(p):
+            index = self.specs[p][2]
+            if index is not None and index >= 0:  # no need to wait for more
+                return len(outputs[p]) > index
             if p in owner_done:
                 return owner_done[p]
             return len(outputs[p]) >= stop_after.get(p, 1)

@@ -30,6 +30,50 @@ def test_the_last_head(n):
         f'decode_head.{last}.relu:input#-1'
 
 
+class PointHead(nn.Module):
+    """A last head that refines sampled points: no ``conv_seg``."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc_seg = nn.Conv1d(4, 2, 1)
+
+
+def test_the_last_head_that_has_the_module():
+    """PointRend: the logit map is the coarse head's, before the point
+    head."""
+    model = cascade(2)
+    model.decode_head.append(PointHead())
+    # an earlier head runs again in training: its first call is meant
+    assert through_last_stage(model, 'decode_head.conv_seg') == \
+        'decode_head.1.conv_seg#0'
+    assert through_last_stage(model, 'decode_head.relu:input#-1') == \
+        'decode_head.1.relu:input#-1'
+    assert through_last_stage(model, 'decode_head.fc_seg') == \
+        'decode_head.2.fc_seg'
+
+
+def test_a_first_call_index_stops_at_that_call():
+    """``#0`` is complete once recorded: a teacher stops there even when
+    the owner's hooks never fire (mmseg calls ``head.forward`` directly)."""
+    import torch
+
+    from mmkd_channel.models.distillers.recorder import FeatureRecorder
+    model = cascade(2)
+    calls = []
+
+    def run(x):
+        calls.append(0)
+        model.decode_head[0].conv_seg(x)
+        calls.append(1)
+        model.decode_head[0].conv_seg(x)
+
+    rec = FeatureRecorder(model, ['decode_head.0.conv_seg#0'])
+    with rec.record(stop_after={}) as out:
+        run(torch.rand(1, 4, 2, 2))
+    assert calls == [0]
+    assert out['decode_head.0.conv_seg#0'].shape == (1, 2, 2, 2)
+
+
 def test_existing_and_impossible_paths_unchanged():
     model = cascade()
     for spec in ('decode_head.0.conv_seg', 'decode_head', 'decode_head.x',
