@@ -12,8 +12,7 @@ from mmkd_channel.models.distillers import DistillCheckError
 from mmkd_channel.models.ofd import resolve_stage_path
 from mmkd_channel.testing.tiny_configs import tiny_config
 
-REFUSED = osp.join(
-    osp.dirname(osp.abspath(__file__)), 'configs', 'refused')
+REFUSED = osp.join(osp.dirname(osp.abspath(__file__)), 'configs', 'refused')
 
 
 def test_hrnet_has_no_last_stage_and_the_error_says_what_to_distill(
@@ -39,8 +38,10 @@ def test_traced_stages_are_the_returned_maps_and_the_error_says_so():
     model.backbone = ShuffleNetV2()  # out_indices=(3, ): one map
     assert resolve_stage_path(model, 'backbone.stage(-1)') == \
         'backbone.layers.3'
-    with pytest.raises(IndexError, match=r'out_indices=\(3,\).*set '
-                       r'out_indices=\(0, 1, 2, 3\)'):
+    with pytest.raises(
+            IndexError,
+            match=r'out_indices=\(3,\).*set '
+            r'out_indices=\(0, 1, 2, 3\)'):
         resolve_stage_path(model, 'backbone.stage(-2)')
     model.backbone = ShuffleNetV2(out_indices=(0, 1, 2, 3))
     assert resolve_stage_path(model, 'backbone.stage(-2)') == \
