@@ -2,8 +2,9 @@
 logs, configs and checkpoints, run as a user would: mmdet's and
 mmpretrain's ``analyze_logs.py`` on a training run's json log, mmpretrain's
 ``browse_dataset.py`` visualizer on every shipped classification config,
-mmdet's ``test.py`` and ``confusion_matrix.py`` on an exported student and
-the distiller, and ``publish_model.py`` (which must not unpickle code)."""
+mmdet's ``test.py`` on an exported student against our ``test.py --out``,
+mmdet's ``confusion_matrix.py`` on that pickle, and ``publish_model.py``
+(which must not unpickle code)."""
 import glob
 import os.path as osp
 import pickle
@@ -13,14 +14,14 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
+from mmkd_toy import REPO
 from test_host_entry_points import host_tool, run, shipped_configs
 
 from mmkd_channel.testing import make_imagenet
 from mmkd_channel.testing.tiny_configs import tiny_cls_config
 
-EXPORT = osp.join(
-    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'tools',
-    'model_converters', 'export_student.py')
+EXPORT = osp.join(REPO, 'tools', 'model_converters', 'export_student.py')
+OUR_TEST = osp.join(REPO, 'tools', 'test.py')
 
 # mmdet's analyze_logs.py imports seaborn at the top (for the plot style
 # only); the environment has none, so a stand-in provides ``set_style``.
@@ -115,12 +116,12 @@ def mmdet_student(mmdet_trained, tmp_path_factory) -> dict:
     return dict(checkpoint=out, cfg=str(tmp / 'student.py'))
 
 
-def mmdet_test_out(cfg: str, ckpt: str, tmp_path, name: str) -> list:
+def predict_out(tool: str, cfg: str, ckpt: str, tmp_path, name: str) -> tuple:
+    """``tool CONFIG CKPT --out X.pkl``: the pickle's path and content."""
     out = str(tmp_path / f'{name}.pkl')
-    proc = run([
-        host_tool('mmdet', 'test'), cfg, ckpt, '--out', out, '--work-dir',
-        str(tmp_path / name)
-    ], tmp_path)
+    proc = run(
+        [tool, cfg, ckpt, '--out', out, '--work-dir',
+         str(tmp_path / name)], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(out, 'rb') as f:  # written by this test
         return out, pickle.load(f)
@@ -128,15 +129,15 @@ def mmdet_test_out(cfg: str, ckpt: str, tmp_path, name: str) -> list:
 
 def test_mmdet_test_py_on_exported_student(mmdet_trained, mmdet_student,
                                            tmp_path):
-    """mmdet's test.py predicts with the exported student exactly what it
-    predicts with the distillation config and checkpoint; its
-    confusion_matrix.py reads the distiller's ``--out`` pickle."""
-    _, student = mmdet_test_out(mmdet_student['cfg'],
-                                mmdet_student['checkpoint'], tmp_path,
-                                'student')
-    pkl, distiller = mmdet_test_out(mmdet_trained['cfg'],
-                                    mmdet_trained['checkpoint'], tmp_path,
-                                    'distiller')
+    """mmdet's test.py predicts with the exported student exactly what our
+    tools/test.py predicts with the distillation config and checkpoint;
+    mmdet's confusion_matrix.py reads our ``--out`` pickle."""
+    _, student = predict_out(
+        host_tool('mmdet', 'test'), mmdet_student['cfg'],
+        mmdet_student['checkpoint'], tmp_path, 'student')
+    pkl, distiller = predict_out(OUR_TEST, mmdet_trained['cfg'],
+                                 mmdet_trained['checkpoint'], tmp_path,
+                                 'distiller')
     assert len(student) == len(distiller) > 0
     for a, b in zip(student, distiller):
         assert a['img_id'] == b['img_id']
