@@ -10,7 +10,4 @@ model = dict(
     distill=_base_.distill)
 # mmpretrain's browse_dataset.py passes `visualizer` to the class as keyword
 # arguments: without the `_scope_` key an `mmpretrain::` base adds to it
-visualizer = dict(
-    _delete_=True,
-    type='UniversalVisualizer',
-    vis_backends=[dict(type='LocalVisBackend')])
+visualizer = dict(_delete_=True, type='UniversalVisualizer', vis_backends=[dict(type='LocalVisBackend')])  # noqa: E501
