@@ -2,7 +2,8 @@
 logs, configs and checkpoints, run as a user would: mmdet's, mmpretrain's
 and mmseg's ``analyze_logs.py`` on a training run's json log, mmpretrain's
 ``browse_dataset.py`` visualizer on every shipped classification config,
-mmdet's ``test.py`` on an exported student against our ``test.py --out``,
+mmdet's and mmpretrain's ``test.py`` on an exported student against our
+``test.py --out``,
 mmdet's ``confusion_matrix.py`` on that pickle, and ``publish_model.py``
 (which must not unpickle code)."""
 import glob
@@ -81,13 +82,13 @@ def test_mmpretrain_browse_dataset_builds_our_visualizer():
     assert checked >= 5
 
 
-def test_mmpretrain_browse_dataset_reaches_drawing(tmp_path):
-    """A tiny run of the tool itself gets past building the dataset and
-    the visualizer (it then stops in mmpretrain's own drawing code, which
-    calls matplotlib's ``adjust_bbox`` without the ``renderer`` newer
-    matplotlib requires)."""
+@pytest.fixture(scope='module')
+def mobilenet_tiny(tmp_path_factory) -> str:
+    """The shipped ResNet-50 -> MobileNetV1 CWT config on tiny ImageNet-style
+    data (32 px, 2 classes), dumped to a file."""
+    tmp = tmp_path_factory.mktemp('mobilenet')
     data = make_imagenet(
-        tmp_path / 'data',
+        tmp / 'data',
         num_classes=2,
         per_class_train=1,
         per_class_val=1,
@@ -95,17 +96,60 @@ def test_mmpretrain_browse_dataset_reaches_drawing(tmp_path):
     cfg = Config.fromfile(
         next(p for p in shipped_configs() if 'mobilenet-v1' in p
              and Config.fromfile(p).model.type.endswith('FeatureDistiller')))
-    tiny_cls_config(cfg, data, str(tmp_path / 'work'), img_size=32)
-    cfg_path = str(tmp_path / 'tiny.py')
+    tiny_cls_config(cfg, data, str(tmp / 'work'), img_size=32)
+    cfg_path = str(tmp / 'tiny.py')
     cfg.dump(cfg_path)
+    return cfg_path
+
+
+def test_mmpretrain_browse_dataset_reaches_drawing(mobilenet_tiny, tmp_path):
+    """A tiny run of the tool itself gets past building the dataset and
+    the visualizer (it then stops in mmpretrain's own drawing code, which
+    calls matplotlib's ``adjust_bbox`` without the ``renderer`` newer
+    matplotlib requires)."""
     proc = run([
-        host_tool('mmpretrain', 'visualization/browse_dataset'), cfg_path,
-        '-o',
+        host_tool('mmpretrain', 'visualization/browse_dataset'),
+        mobilenet_tiny, '-o',
         str(tmp_path / 'out'), '-n', '1', '--mode', 'original'
     ], tmp_path)
     out = proc.stdout + proc.stderr
     assert '_scope_' not in out, out[-3000:]
     assert proc.returncode == 0 or 'adjust_bbox' in out, out[-3000:]
+
+
+def test_mmpretrain_test_py_on_exported_student(mobilenet_tiny, tmp_path):
+    """mmpretrain's test.py scores every image with the exported MobileNetV1
+    student exactly as our tools/test.py does with the distiller; the
+    student config keeps the one ``custom_imports`` its backbone needs."""
+    from mmengine.runner import Runner
+    cfg = Config.fromfile(mobilenet_tiny)
+    cfg.work_dir = str(tmp_path / 'work')
+    for key in ('val_dataloader', 'val_cfg', 'val_evaluator'):
+        cfg[key] = None
+    # untrained: the student built by test.py starts from another random
+    # initialisation, so equal scores prove the export's weights load
+    Runner.from_cfg(cfg).save_checkpoint(
+        cfg.work_dir,
+        'epoch_0.pth',
+        save_optimizer=False,
+        save_param_scheduler=False)
+    ckpt = osp.join(cfg.work_dir, 'epoch_0.pth')
+    proc = run([EXPORT, ckpt, str(tmp_path / 'student.pth')], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    student_cfg = str(tmp_path / 'student.py')
+    assert Config.fromfile(student_cfg).custom_imports.imports == [
+        'mmkd_channel'
+    ]
+    _, student = predict_out(
+        host_tool('mmpretrain', 'test'), student_cfg,
+        str(tmp_path / 'student.pth'), tmp_path, 'student')
+    _, distiller = predict_out(OUR_TEST, mobilenet_tiny, ckpt, tmp_path,
+                               'distiller')
+    assert len(student) == len(distiller) == 2
+    for a, b in zip(student, distiller):
+        assert a['img_path'] == b['img_path']
+        np.testing.assert_array_equal(
+            np.asarray(a['pred_score']), np.asarray(b['pred_score']))
 
 
 @pytest.fixture(scope='module')
