@@ -3,9 +3,8 @@ logs, configs and checkpoints, run as a user would: mmdet's, mmpretrain's
 and mmseg's ``analyze_logs.py`` on a training run's json log, mmpretrain's
 ``browse_dataset.py`` visualizer on every shipped classification config,
 mmdet's and mmpretrain's ``test.py`` on an exported student against our
-``test.py --out``,
-mmdet's ``confusion_matrix.py`` on that pickle, and ``publish_model.py``
-(which must not unpickle code)."""
+``test.py --out``, mmdet's ``confusion_matrix.py`` on that pickle, and
+``publish_model.py`` (which must not unpickle code)."""
 import glob
 import os.path as osp
 import pickle
