@@ -8,3 +8,6 @@ model = dict(
     teacher='mmpretrain::deit/deit-small_4xb256_in1k.py',
     teacher_ckpt='https://download.openmmlab.com/mmclassification/v0/deit/deit-small_pt-4xb256_in1k_20220218-9425b9bb.pth',  # noqa: E501
     distill=_base_.distill)
+# mmpretrain's browse_dataset.py passes `visualizer` to the class as keyword
+# arguments: without the `_scope_` key an `mmpretrain::` base adds to it
+visualizer = dict(_delete_=True, type='UniversalVisualizer', vis_backends=[dict(type='LocalVisBackend')])  # noqa: E501

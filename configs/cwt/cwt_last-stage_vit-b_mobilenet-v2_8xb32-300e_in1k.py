@@ -12,3 +12,6 @@ model = dict(
     teacher='mmpretrain::vision_transformer/vit-base-p16_32xb128-mae_in1k.py',
     teacher_ckpt='https://download.openmmlab.com/mmclassification/v0/vit/vit-base-p16_pt-32xb128-mae_in1k_20220623-4c544545.pth',  # noqa: E501
     distill=__distill)
+# mmpretrain's browse_dataset.py passes `visualizer` to the class as keyword
+# arguments: without the `_scope_` key an `mmpretrain::` base adds to it
+visualizer = dict(_delete_=True, type='UniversalVisualizer', vis_backends=[dict(type='LocalVisBackend')])  # noqa: E501

@@ -16,3 +16,6 @@ model = dict(
     teacher='mmpretrain::resnet/resnet50_8xb16_cifar100.py',
     teacher_ckpt='https://download.openmmlab.com/mmclassification/v0/resnet/resnet50_b16x8_cifar100_20210528-67b58a1b.pth',  # noqa: E501
     distill=_base_.distill)
+# mmpretrain's browse_dataset.py passes `visualizer` to the class as keyword
+# arguments: without the `_scope_` key an `mmpretrain::` base adds to it
+visualizer = dict(_delete_=True, type='UniversalVisualizer', vis_backends=[dict(type='LocalVisBackend')])  # noqa: E501

@@ -17,3 +17,9 @@ model = dict(
         loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
         topk=(1, 5),
     ))
+# mmpretrain's browse_dataset.py passes `visualizer` to the class as keyword
+# arguments: without the `_scope_` key an `mmpretrain::` base adds to it
+visualizer = dict(
+    _delete_=True,
+    type='UniversalVisualizer',
+    vis_backends=[dict(type='LocalVisBackend')])
