@@ -8,6 +8,7 @@ terminal shows the run's progress.
 import logging
 
 from mmengine.config import Config
+from mmengine.hooks import LoggerHook
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
@@ -60,5 +61,31 @@ def build_runner(cfg: Config) -> Runner:
     A custom ``runner_type`` is built as it is, with MMEngine's logging.
     """
     if 'runner_type' not in cfg:
-        return QuietConfigRunner.from_cfg(cfg)
-    return RUNNERS.build(cfg)
+        runner = QuietConfigRunner.from_cfg(cfg)
+    else:
+        runner = RUNNERS.build(cfg)
+    rank_zero_writes_test_json(runner)
+    return runner
+
+
+def _log_test_epoch(runner: Runner, metrics=None) -> None:
+    """``LoggerHook.after_test_epoch`` without writing the json file."""
+    _, log_str = runner.log_processor.get_log_after_epoch(
+        runner, len(runner.test_dataloader), 'test', with_non_scalar=True)
+    runner.logger.info(log_str)
+
+
+def rank_zero_writes_test_json(runner: Runner) -> None:
+    """Let only rank 0 write ``<timestamp>.json`` after a test epoch.
+
+    MMEngine 0.10.7's ``LoggerHook.after_test_epoch`` dumps the test
+    metrics on every rank into the same file of the shared log dir; two
+    processes writing it at once now and then leave a file with the tail
+    of the other's write after the JSON (the metrics are the same on every
+    rank, the timings are not), which readers of the file cannot parse.
+    """
+    if runner.rank == 0:
+        return
+    for hook in runner.hooks:
+        if isinstance(hook, LoggerHook):
+            hook.after_test_epoch = _log_test_epoch

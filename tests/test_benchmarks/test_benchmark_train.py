@@ -319,3 +319,15 @@ def test_publish_exports_sha_named_students(tiny_benchmark, tmp_path):
                       if m['Name'] == p['name']).get('Results', [])
         assert len(model['Results']) == len(before) + 1
         assert all(r in model['Results'] for r in before)
+
+
+def test_read_metrics_takes_the_first_object_of_a_line(tmp_path):
+    """Two ranks of a host test.py writing one ``<timestamp>.json`` can
+    leave the tail of the longer write after the JSON object."""
+    stamp = tmp_path / '20260101_000000'
+    stamp.mkdir()
+    (stamp / '20260101_000000.json').write_text(
+        '{"accuracy/top1": 25.0, "data_time": 0.0075, "time": 0.81}}')
+    assert read_metrics(str(tmp_path)) == {'accuracy/top1': 25.0}
+    (stamp / '20260101_000000.json').write_text('{"accuracy/top1": 2')
+    assert read_metrics(str(tmp_path)) == {}

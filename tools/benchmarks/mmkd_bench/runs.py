@@ -90,14 +90,19 @@ class Run:
         return asdict(self)
 
 
+_DECODER = json.JSONDecoder()
+
+
 def _records(path: str) -> List[dict]:
     out = []
     with open(path) as f:
         for line in f:
             line = line.strip()
             if line.startswith('{'):
+                # the first object of the line: a host test.py run with
+                # several processes can leave another rank's tail after it
                 try:
-                    out.append(json.loads(line))
+                    out.append(_DECODER.raw_decode(line)[0])
                 except json.JSONDecodeError:
                     continue
     return out
